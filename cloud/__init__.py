@@ -1,0 +1,1 @@
+"""The cloud tier: engines (LLM, TTS), conversation logic, Ray Serve deployments, gateway."""

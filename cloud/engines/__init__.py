@@ -1,0 +1,1 @@
+"""Inference engines with no Ray imports: each heavy runtime behind its own adapter module."""
