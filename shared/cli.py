@@ -21,10 +21,10 @@ from shared.errors import ParleyError
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("edge.demo", "demo_app", "Speak to a local cloud tier through a file-mode edge."),
     "models": ("models.cli", "app", "Build, list and fetch the models."),
-    "asr": ("edge.cli", "asr_app", "Speech recognition on files."),
+    "asr": ("edge.asr_cli", "app", "Speech recognition on files."),
     "edge": ("edge.cli", "app", "The edge agent: live, or offline over files."),
-    "tts": ("cloud.cli", "tts_app", "Speech synthesis."),
-    "llm": ("cloud.cli", "llm_app", "The language model."),
+    "tts": ("cloud.tts_cli", "app", "Speech synthesis."),
+    "llm": ("cloud.llm_cli", "app", "The language model."),
     "cloud": ("cloud.cli", "app", "The cloud tier on Ray Serve."),
     "bench": ("shared.cli", "bench_group", "Benchmarks that print numbers."),
 }
@@ -34,6 +34,7 @@ BENCH_COMMANDS: dict[str, tuple[str, str, str]] = {
     "models": ("models.bench", "bench_app", "ASR / TTS / LLM speed on this machine."),
     "protocol": ("shared.link_bench", "bench_app", "Codec speed and loopback link RTT."),
     "edge": ("edge.bench", "bench_app", "Edge front-end cost per stage."),
+    "aec": ("edge.aec.bench", "bench_app", "Echo cancellation on the room-echo test."),
     "cloud": ("cloud.bench", "bench_app", "First audio over WebRTC, 1 vs N sessions."),
     "e2e": ("edge.e2e_bench", "bench_app", "End-to-end latency against a naive cascade."),
     "endpointing": ("edge.endpointing.bench", "bench_app", "End-of-turn detector vs timeouts."),
@@ -63,6 +64,8 @@ class LazyGroup(TyperGroup):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] in {"shared", "edge", "cloud", "models"}:
+                raise ParleyError(f"'parley {cmd_name}' is not available in this build") from exc
             extra = "cloud" if module_name.startswith("cloud") else "edge"
             raise ParleyError(
                 f"'parley {cmd_name}' needs a package that is not installed ({exc.name}); "
