@@ -40,9 +40,14 @@ def list_models(
 
 
 @app.command()
-def fetch(name: Annotated[str, typer.Argument(help="A model of the manifest with a URL.")]) -> None:
+def fetch(
+    name: Annotated[str, typer.Argument(help="A model of the manifest with a URL.")],
+    trust_unpinned: Annotated[
+        bool, typer.Option(help="Install a file with no sha256 in the manifest (prints it).")
+    ] = False,
+) -> None:
     """Download a production model that lives online (needs network; checks its sha256)."""
     from models.fetch import fetch_model
 
-    path = fetch_model(registry.spec(name), progress=typer.echo)
+    path = fetch_model(registry.spec(name), progress=typer.echo, trust_unpinned=trust_unpinned)
     typer.echo(f"{name} ready at {path}")

@@ -28,6 +28,14 @@ class SourceFile:
 
 
 @dataclass(frozen=True, slots=True)
+class Download:
+    """A file fetched by ``parley models fetch`` from its URL, with its pinned sha256."""
+
+    url: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     """One manifest entry."""
 
@@ -43,6 +51,7 @@ class ModelSpec:
     url: str = ""
     sha256: str = ""
     archive_files: dict[str, str] = field(default_factory=dict)
+    downloads: dict[str, Download] = field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:
@@ -82,6 +91,7 @@ def load_manifest(path: Path = MANIFEST) -> tuple[ModelSpec, ...]:
             package=entry.get("package", ""), version=entry.get("version", ""), inputs=inputs,
             url=entry.get("url", ""), sha256=entry.get("sha256", ""),
             archive_files=dict(entry.get("archive_files", {})),
+            downloads={k: Download(**v) for k, v in entry.get("downloads", {}).items()},
         ))
     return tuple(specs)
 
