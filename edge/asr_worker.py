@@ -1,0 +1,84 @@
+"""Speech recognition off the event loop, newest request first.
+
+The recognizer is blocking and not re-entrant, so one thread runs it. While it is busy,
+at most one request waits: a newer request replaces the waiting one (its future is
+cancelled), because only the newest audio matters for a partial or a speculative final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from shared.audio import Samples
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded(Generic[R]):
+    """A recognizer result with what it covered and what it cost."""
+
+    result: R
+    upto_sample: int
+    compute_s: float
+
+
+class NewestFirstWorker(Generic[R]):
+    """Runs ``fn(audio)`` in one worker thread; a newer waiting request supersedes an older."""
+
+    def __init__(self, fn: Callable[[Samples], R]) -> None:
+        self._fn = fn
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+        self._busy = False
+        self._waiting: tuple[Samples, int, asyncio.Future[Decoded[R]]] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    def submit(self, audio: Samples, upto_sample: int) -> asyncio.Future[Decoded[R]]:
+        """Queue a decode of ``audio`` (which ends at ``upto_sample`` on the mic timeline)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Decoded[R]] = loop.create_future()
+        if self._waiting is not None:
+            self._waiting[2].cancel()
+        self._waiting = (audio, upto_sample, future)
+        if not self._busy:
+            self._start_next(loop)
+        return future
+
+    def _start_next(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._waiting is None:
+            self._busy = False
+            return
+        audio, upto, future = self._waiting
+        self._waiting = None
+        self._busy = True
+        task = loop.run_in_executor(self._pool, self._timed, audio)
+
+        def done(t: asyncio.Future[tuple[R, float]]) -> None:
+            if not future.done():
+                if t.exception() is not None:
+                    future.set_exception(t.exception())  # type: ignore[arg-type]
+                else:
+                    result, cost = t.result()
+                    future.set_result(Decoded(result, upto, cost))
+            self._start_next(loop)
+
+        task.add_done_callback(done)
+
+    def _timed(self, audio: Samples) -> tuple[R, float]:
+        t0 = time.perf_counter()
+        result = self._fn(audio)
+        return result, time.perf_counter() - t0
+
+    def close(self) -> None:
+        if self._waiting is not None:
+            self._waiting[2].cancel()
+            self._waiting = None
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,241 @@
+"""Turn-taking on the edge, sans-IO: events in, actions out.
+
+The agent (``edge/pipeline.py``) feeds VAD events, recognizer results and a clock; this
+object decides when the user's turn is over, when to tell the cloud early, when a reply may
+play, and when the user barged in. It does no I/O, so every timing rule is unit-tested with a
+fake clock.
+
+A user turn goes: speaking -> paused (a speculative decode of the audio so far runs) ->
+ - the end-of-turn policy is confident enough to *speculate*: the final goes to the cloud
+   early, while the edge keeps listening (the reply is held back);
+ - confident enough to *commit* (or the hard maximum pause passed): the reply may play;
+ - the user speaks again before the commit (or after it, before any reply was heard and
+   within the continuation window): the early final is withdrawn with ``cancel`` and the
+   turn goes on, so a wrong early guess costs compute, never a cut-off user;
+ - the user speaks while the reply plays: barge-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from shared.audio import PROCESSING_RATE
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDecision:
+    """The end-of-turn policy's view of the pause so far."""
+
+    probability: float
+    speculate: bool  # send the final now, hold the reply
+    commit: bool  # the turn is over: the reply may play
+
+
+class EndOfTurnPolicy(Protocol):
+    def decide(self, pause_ms: float, text: str, prosody: object | None) -> TurnDecision: ...
+
+
+# -- actions -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Decode:
+    """Recognize the turn's audio from ``start`` to ``upto`` (samples on the mic timeline)."""
+
+    turn_id: int
+    start: int
+    upto: int
+    final: bool  # a speculative final (at a pause) rather than a partial
+
+
+@dataclass(frozen=True, slots=True)
+class SendFinal:
+    turn_id: int
+    text: str
+    words: tuple[object, ...]
+    eou_confidence: float
+    start: int
+    end: int  # estimated end of speech
+    prosody: object | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendCancel:
+    turn_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """The reply to ``turn_id`` may play."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StopReply:
+    """The user talked over the reply to ``turn_id``: stop it and report what was heard."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendPartial:
+    turn_id: int
+    text: str
+
+
+Action = Decode | SendFinal | SendCancel | Release | StopReply | SendPartial
+
+
+@dataclass
+class UserTurn:
+    """The user's turn being captured."""
+
+    turn_id: int
+    start: int
+    speech_end: int | None = None  # set while paused
+    pause_decided_at: int | None = None
+    decoded_upto: int | None = None
+    text: str = ""
+    words: tuple[object, ...] = ()
+    prosody: object | None = None
+    final_sent: bool = False
+    last_partial_at: int = 0
+    history: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnTimings:
+    """Samples (mic timeline) that decide the turn-taking rhythm."""
+
+    preroll: int = int(0.25 * PROCESSING_RATE)
+    partial_every: int = int(1.0 * PROCESSING_RATE)  # 0 disables partial hypotheses
+    continuation_window: int = int(1.5 * PROCESSING_RATE)
+    min_turn: int = int(0.2 * PROCESSING_RATE)  # shorter blips are not turns
+
+
+class TurnTaker:
+    """The edge's turn-taking state machine."""
+
+    def __init__(self, policy: EndOfTurnPolicy, timings: TurnTimings | None = None) -> None:
+        self.policy = policy
+        self.t = timings or TurnTimings()
+        self.next_turn_id = 1
+        self.current: UserTurn | None = None
+        self.committed: UserTurn | None = None  # answered (or being answered) turn
+        self.reply_heard = False  # some reply audio of ``committed`` reached the speaker
+
+    # -- events ----------------------------------------------------------------------------
+    def speech_started(self, onset: int) -> list[Action]:
+        if self.current is not None:  # resumed within the same turn
+            return self._resume(self.current, "user continued")
+        if self.committed is not None and self._may_continue(self.committed, onset):
+            turn, self.committed = self.committed, None
+            self.current = turn
+            return self._resume(turn, "user continued after the end of turn")
+        actions: list[Action] = []
+        if self.committed is not None:
+            actions.append(StopReply(self.committed.turn_id))
+            self.committed = None
+        self.current = UserTurn(turn_id=self._new_id(), start=max(0, onset - self.t.preroll))
+        self.reply_heard = False
+        return actions
+
+    def speech_ended(self, speech_end: int, decided_at: int) -> list[Action]:
+        turn = self.current
+        if turn is None:
+            return []
+        turn.speech_end, turn.pause_decided_at = speech_end, decided_at
+        if speech_end - turn.start < self.t.min_turn + self.t.preroll // 2:
+            self.current = None  # a click or a cough: not a turn
+            return []
+        return [Decode(turn.turn_id, turn.start, decided_at, final=True)]
+
+    def decoded(self, turn_id: int, upto: int, text: str, words: tuple[object, ...],
+                prosody: object | None, final: bool) -> list[Action]:
+        turn = self.current
+        if turn is None or turn.turn_id != turn_id:
+            return []
+        if not final:
+            return [SendPartial(turn_id, text)] if text else []
+        if turn.speech_end is None or upto < (turn.pause_decided_at or 0):
+            return []  # stale: the user spoke again since
+        turn.decoded_upto, turn.text, turn.words, turn.prosody = upto, text, words, prosody
+        return []
+
+    def tick(self, now: int, speaking: bool) -> list[Action]:
+        """Called every ~50 ms with the current mic sample."""
+        turn = self.current
+        if turn is None:
+            return []
+        if speaking:
+            return self._maybe_partial(turn, now)
+        if turn.speech_end is None or turn.decoded_upto is None:
+            return []
+        pause_ms = (now - turn.speech_end) * 1000.0 / PROCESSING_RATE
+        decision = self.policy.decide(pause_ms, turn.text, turn.prosody)
+        return self._apply(turn, decision)
+
+    def reply_started(self, turn_id: int) -> None:
+        """The first sample of the reply to ``turn_id`` reached the speaker."""
+        if self.committed is not None and self.committed.turn_id == turn_id:
+            self.reply_heard = True
+
+    def reply_finished(self, turn_id: int) -> None:
+        if self.committed is not None and self.committed.turn_id == turn_id:
+            self.committed = None
+
+    # -- internals -------------------------------------------------------------------------
+    def _apply(self, turn: UserTurn, decision: TurnDecision) -> list[Action]:
+        actions: list[Action] = []
+        if not turn.text.strip():
+            if decision.commit:
+                self.current = None  # silence or noise: nothing to answer
+            return actions
+        if (decision.speculate or decision.commit) and not turn.final_sent:
+            turn.final_sent = True
+            actions.append(SendFinal(turn.turn_id, turn.text, turn.words, decision.probability,
+                                     turn.start, turn.speech_end or turn.start, turn.prosody))
+        if decision.commit:
+            actions.append(Release(turn.turn_id))
+            turn.history.append(turn.text)
+            self.committed, self.current = turn, None
+            self.reply_heard = False
+        return actions
+
+    def _resume(self, turn: UserTurn, reason: str) -> list[Action]:
+        actions: list[Action] = []
+        if turn.final_sent:
+            actions.append(SendCancel(turn.turn_id, reason))
+            turn.turn_id = self._new_id()
+            turn.final_sent = False
+        turn.speech_end = turn.pause_decided_at = turn.decoded_upto = None
+        return actions
+
+    def _may_continue(self, turn: UserTurn, onset: int) -> bool:
+        if self.reply_heard or turn.speech_end is None:
+            return False
+        return onset - turn.speech_end <= self.t.continuation_window
+
+    def _maybe_partial(self, turn: UserTurn, now: int) -> list[Action]:
+        every = self.t.partial_every
+        if every <= 0 or now - max(turn.start, turn.last_partial_at) < every:
+            return []
+        turn.last_partial_at = now
+        return [Decode(turn.turn_id, turn.start, now, final=False)]
+
+    def _new_id(self) -> int:
+        turn_id = self.next_turn_id
+        self.next_turn_id += 1
+        return turn_id
+
+
+@dataclass(frozen=True, slots=True)
+class FixedTimeoutPolicy:
+    """The classic rule: the turn is over after ``timeout_ms`` of silence (a baseline)."""
+
+    timeout_ms: float = 500.0
+
+    def decide(self, pause_ms: float, text: str, prosody: object | None) -> TurnDecision:
+        done = pause_ms >= self.timeout_ms
+        return TurnDecision(probability=1.0 if done else 0.0, speculate=done, commit=done)

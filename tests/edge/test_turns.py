@@ -1,0 +1,116 @@
+"""Turn-taking rules, driven with a scripted policy and a sample clock (no audio, no models)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge.turns import (
+    Decode,
+    FixedTimeoutPolicy,
+    Release,
+    SendCancel,
+    SendFinal,
+    StopReply,
+    TurnDecision,
+    TurnTaker,
+    TurnTimings,
+)
+
+MS = 16  # samples per millisecond
+
+
+@dataclass
+class TwoStepPolicy:
+    """Speculates after 100 ms of pause, commits after 400 ms."""
+
+    def decide(self, pause_ms: float, text: str, prosody: object | None) -> TurnDecision:
+        return TurnDecision(probability=min(1.0, pause_ms / 400), speculate=pause_ms >= 100,
+                            commit=pause_ms >= 400)
+
+
+def speak(tt: TurnTaker, start_ms: int, end_ms: int, text: str) -> list[object]:
+    """The user speaks from start to end; the VAD reports the end 100 ms later; decode runs."""
+    actions: list[object] = list(tt.speech_started(start_ms * MS))
+    actions += tt.speech_ended(end_ms * MS, (end_ms + 100) * MS)
+    decode = [a for a in actions if isinstance(a, Decode)]
+    if decode:
+        d = decode[-1]
+        actions += tt.decoded(d.turn_id, d.upto, text, (), None, final=True)
+    return actions
+
+
+def run_pause(tt: TurnTaker, from_ms: int, to_ms: int) -> list[object]:
+    out: list[object] = []
+    for now in range(from_ms, to_ms, 50):
+        out += tt.tick(now * MS, speaking=False)
+    return out
+
+
+def kinds(actions: list[object]) -> list[str]:
+    return [type(a).__name__ for a in actions]
+
+
+def test_a_pause_long_enough_ends_the_turn_and_releases_the_reply() -> None:
+    tt = TurnTaker(FixedTimeoutPolicy(300), TurnTimings(partial_every=0))
+    speak(tt, 0, 2000, "What time do you close?")
+    actions = run_pause(tt, 2100, 2300)
+    assert kinds(actions) == []
+    actions = run_pause(tt, 2300, 2350)
+    assert kinds(actions) == ["SendFinal", "Release"]
+    final = actions[0]
+    assert isinstance(final, SendFinal) and final.text == "What time do you close?"
+
+
+def test_user_resuming_after_an_early_final_withdraws_it_and_the_full_turn_is_answered() -> None:
+    tt = TurnTaker(TwoStepPolicy(), TurnTimings(partial_every=0))
+    speak(tt, 0, 800, "Hello!")
+    early = run_pause(tt, 900, 1000)
+    assert kinds(early) == ["SendFinal"]  # speculative: the cloud starts, nothing plays yet
+    first_id = early[0].turn_id  # type: ignore[attr-defined]
+    resumed = tt.speech_started(1100 * MS)
+    assert resumed == [SendCancel(first_id, "user continued")]
+    speak_more = tt.speech_ended(2500 * MS, 2600 * MS)
+    d = speak_more[0]
+    assert isinstance(d, Decode) and d.start <= 0  # the whole turn is decoded again
+    tt.decoded(d.turn_id, d.upto, "Hello! What time do you close?", (), None, final=True)
+    done = run_pause(tt, 2600, 3100)
+    finals = [a for a in done if isinstance(a, SendFinal)]
+    assert [f.text for f in finals] == ["Hello! What time do you close?"]
+    assert finals[0].turn_id != first_id
+    assert Release(finals[0].turn_id) in done
+
+
+def test_speaking_over_a_playing_reply_is_a_barge_in() -> None:
+    tt = TurnTaker(FixedTimeoutPolicy(200), TurnTimings(partial_every=0))
+    speak(tt, 0, 1000, "Tell me a story.")
+    actions = run_pause(tt, 1100, 1300)
+    turn_id = actions[0].turn_id  # type: ignore[attr-defined]
+    tt.reply_started(turn_id)
+    assert tt.speech_started(3000 * MS) == [StopReply(turn_id)]
+    assert tt.current is not None and tt.current.turn_id != turn_id
+
+
+def test_resuming_after_the_commit_but_before_hearing_the_reply_continues_the_turn() -> None:
+    tt = TurnTaker(FixedTimeoutPolicy(200), TurnTimings(partial_every=0))
+    speak(tt, 0, 1000, "I need a taxi")
+    actions = run_pause(tt, 1100, 1300)
+    turn_id = actions[0].turn_id  # type: ignore[attr-defined]
+    assert kinds(tt.speech_started(1500 * MS)) == ["SendCancel"]
+    assert tt.current is not None and tt.current.start == 0
+
+
+def test_a_click_is_not_a_turn_and_silence_is_not_answered() -> None:
+    tt = TurnTaker(FixedTimeoutPolicy(200), TurnTimings(partial_every=0))
+    tt.speech_started(1000 * MS)
+    assert tt.speech_ended(1000 * MS + 50, 1100 * MS) == []
+    assert tt.current is None
+    speak(tt, 2000, 3000, "")
+    assert run_pause(tt, 3100, 3600) == []
+    assert tt.current is None
+
+
+def test_partials_are_requested_while_the_user_keeps_talking() -> None:
+    tt = TurnTaker(FixedTimeoutPolicy(200), TurnTimings(partial_every=16000))
+    tt.speech_started(0)
+    requested = [a for now in range(0, 3000, 50) for a in tt.tick(now * MS, speaking=True)]
+    assert [a.final for a in requested if isinstance(a, Decode)] == [False, False]
