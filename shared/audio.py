@@ -33,7 +33,7 @@ def pcm16_to_float(data: bytes) -> Samples:
 def float_to_pcm16(samples: Samples) -> bytes:
     """float32 in [-1, 1] -> little-endian signed 16-bit PCM (clipped, rounded)."""
     scaled = np.clip(np.rint(np.asarray(samples, dtype=np.float32) * 32768.0), -32768, 32767)
-    return scaled.astype("<i2").tobytes()
+    return bytes(scaled.astype("<i2").tobytes())
 
 
 def resample(samples: Samples, from_rate: int, to_rate: int) -> Samples:

@@ -48,16 +48,16 @@ class LazyGroup(TyperGroup):
         super().__init__(*args, **kw)
         self._lazy = lazy
 
-    def list_commands(self, ctx: typer.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         return list(self._lazy)
 
-    def format_commands(self, ctx: typer.Context, formatter: Any) -> None:
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
         # Listing help must not import the modules (one may need an extra that is absent).
         rows = [(name, help_text) for name, (_, _, help_text) in self._lazy.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
-    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in self._lazy:
             return None
         module_name, attr, help_text = self._lazy[cmd_name]

@@ -27,7 +27,7 @@ from shared.protocol.fields import (
     validate,
 )
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 """``MAJOR.MINOR``: another MAJOR is refused; a newer MINOR only adds messages and fields."""
 
 MAX_MESSAGE_BYTES = 65536
@@ -137,7 +137,10 @@ class TranscriptFinal(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResponseText(Message):
-    """A piece of the reply text, in order; ``final`` marks the last piece of the turn."""
+    """A piece of the reply text, in order; ``final`` marks the last piece of the turn.
+
+    ``sample_offset`` is where this text's speech begins in the turn's reply audio (samples
+    at the ``tts.start`` rate), so the edge can tell which words the user actually heard."""
 
     TYPE: ClassVar[str] = "response.text"
     SEQUENCED: ClassVar[bool] = True
@@ -146,6 +149,7 @@ class ResponseText(Message):
     seq: U63 = 0
     delta: Text
     final: bool = False
+    sample_offset: U63 = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

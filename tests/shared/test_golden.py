@@ -60,7 +60,8 @@ GOLDEN: dict[str, Message] = {
         ),
         eou_confidence=0.875,
     ),
-    "response.text": ResponseText(turn_id=3, seq=4, delta="It is noon.", final=True),
+    "response.text": ResponseText(turn_id=3, seq=4, delta="It is noon.", final=True,
+                                  sample_offset=17640),
     "tts.start": TtsStart(turn_id=3, seq=5, codec="pcm16", sample_rate=22050),
     "tts.chunk": TtsChunk(
         turn_id=3,
