@@ -134,3 +134,19 @@ def trim_silence(audio: Samples, threshold_db: float = -45.0, pad_s: float = 0.0
 
 def silence(seconds: float) -> Samples:
     return np.zeros(int(round(seconds * PROCESSING_RATE)), dtype=np.float32)
+
+
+def piper_utterance(text: str, speed: float = 1.0) -> Utterance:
+    """One utterance of ``text`` in the embedded piper voice at 16 kHz, trimmed of silence.
+
+    Needs the built voice (``parley models build``); the voice is loaded once per process.
+    ``rate_wpm`` is the measured speaking rate of the result.
+    """
+    from cloud.engines.tts import default_piper
+
+    engine = default_piper()
+    audio = trim_silence(resample(engine.synthesize(text, speed=speed), engine.sample_rate,
+                                  PROCESSING_RATE))
+    seconds = max(audio.size / PROCESSING_RATE, 1e-3)
+    return Utterance(text=text, audio=audio, voice="piper-en_US-joe-medium",
+                     rate_wpm=round(len(text.split()) / seconds * 60))
