@@ -77,6 +77,7 @@ class FileDuplex(DuplexDevice):
         tail_s: float = 0.0,
         until: Callable[[], bool] | None = None,
         max_tail_s: float = 30.0,
+        far: Samples | str | Path | None = None,
     ) -> None:
         self.mic = read_wav(mic) if isinstance(mic, (str, Path)) else np.asarray(mic, np.float32)
         self.speaker_out = Path(speaker_out) if speaker_out else None
@@ -85,6 +86,10 @@ class FileDuplex(DuplexDevice):
         self.tail_s = tail_s
         self.until = until  # after the mic file ends, keep ticking until this returns True
         self.max_tail_s = max_tail_s
+        # A recording of what the speaker played while the mic was recorded (offline runs):
+        # it replaces the live playout as the speaker's output.
+        self.far = (read_wav(far) if isinstance(far, (str, Path))
+                    else None if far is None else np.asarray(far, np.float32))
         self._speaker: list[Samples] = []
         self._stopped = False
 
@@ -100,7 +105,7 @@ class FileDuplex(DuplexDevice):
         t0 = time.perf_counter()
         index = 0
         while not self._stopped and not self._input_done(index, n_mic):
-            out = speaker(FRAME, index * FRAME)
+            out = speaker(FRAME, index * FRAME) if self.far is None else self._far_frame(index)
             self._speaker.append(out)
             mic = self._mic_frame(index)
             if self.echo is not None:
@@ -124,11 +129,19 @@ class FileDuplex(DuplexDevice):
         return self.until is None or self.until()
 
     def _mic_frame(self, index: int) -> Samples:
-        frame = self.mic[index * FRAME: (index + 1) * FRAME]
-        if frame.size < FRAME:
-            frame = np.concatenate([frame, np.zeros(FRAME - frame.size, np.float32)])
-        return frame
+        return _frame_of(self.mic, index)
+
+    def _far_frame(self, index: int) -> Samples:
+        assert self.far is not None
+        return _frame_of(self.far, index)
 
     def close(self) -> None:
         if self.speaker_out is not None:
             write_wav(self.speaker_out, self.speaker_track)
+
+
+def _frame_of(signal: Samples, index: int) -> Samples:
+    frame = signal[index * FRAME: (index + 1) * FRAME]
+    if frame.size < FRAME:
+        frame = np.concatenate([frame, np.zeros(FRAME - frame.size, np.float32)])
+    return frame

@@ -118,8 +118,6 @@ async def _generate(plan: TurnPlan, replies: ReplySource, speech: SpeechSource, 
                 record.done = event
                 continue
             _on_clause(plan, speech, record, event, pending, tasks)
-            await send(ResponseText(turn_id=plan.turn_id, delta=event.text + " "))
-    await send(ResponseText(turn_id=plan.turn_id, delta="", final=True))
     await pending.put(None)
 
 
@@ -151,6 +149,10 @@ async def _play(plan: TurnPlan, send: Send, record: TurnRecord,
             await send(TtsStart(turn_id=plan.turn_id, sample_rate=plan.sample_rate))
             started = True
         record.spoken.append(SpokenClause(text, record.total_samples, audio.samples))
+        # The text goes with its audio, stamped with where its speech starts, so the edge
+        # knows which words the user heard if they interrupt.
+        await send(ResponseText(turn_id=plan.turn_id, delta=text + " ",
+                                sample_offset=record.total_samples))
         for at in range(0, len(audio.pcm16), chunk_bytes):
             await send(TtsChunk(turn_id=plan.turn_id, chunk_index=index,
                                 sample_rate=plan.sample_rate,
@@ -160,6 +162,8 @@ async def _play(plan: TurnPlan, send: Send, record: TurnRecord,
                 record.first_audio_ms = (time.monotonic() - record.started) * 1000.0
             index += 1
         record.total_samples += audio.samples
+    await send(ResponseText(turn_id=plan.turn_id, delta="", final=True,
+                            sample_offset=record.total_samples))
     await send(TtsEnd(turn_id=plan.turn_id, total_samples=record.total_samples))
 
 

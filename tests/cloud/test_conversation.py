@@ -88,7 +88,11 @@ def reply_text(msgs: list[Message]) -> str:
 async def test_a_turn_streams_text_then_audio_in_small_contiguous_chunks(edge: Edge) -> None:
     msgs = await edge.turn(1, "I would like to book a table")
     types = [m.TYPE for m in msgs]
-    assert types.index("response.text") < types.index("tts.start") < types.index("tts.chunk")
+    assert types.index("tts.start") < types.index("response.text") < types.index("tts.chunk")
+    for i, m in enumerate(msgs):  # each clause's text says where its speech starts
+        if isinstance(m, ResponseText) and not m.final:
+            following = next(c for c in msgs[i:] if isinstance(c, TtsChunk))
+            assert m.sample_offset == following.sample_offset
     chunks = [m for m in msgs if isinstance(m, TtsChunk)]
     start = next(m for m in msgs if isinstance(m, TtsStart))
     end = next(m for m in msgs if isinstance(m, TtsEnd))
