@@ -1,0 +1,145 @@
+"""The echo canceller interface the edge pipeline calls, and its settings.
+
+The pipeline calls :meth:`EchoCanceller.process` once per 10 ms with the microphone frame
+and the far-end frame: exactly the samples sent to the loudspeaker during the same 10 ms of
+the mic's timeline (silence when nothing plays). The canceller finds the speaker -> mic
+delay itself (GCC-PHAT) unless told; its output lags the mic by ``latency_samples``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from edge.aec.erle import ErleMeter
+from shared.audio import PROCESSING_RATE, Samples
+
+FRAME_SAMPLES = 160  # 10 ms at 16 kHz
+Kind = Literal["auto", "livekit", "numpy"]
+
+
+@dataclass(frozen=True, slots=True)
+class EchoSettings:
+    """How the echo canceller runs.
+
+    ``delay_ms``: the speaker -> mic delay if known (device latency); with
+    ``estimate_delay`` it is only the starting point and the estimate takes over.
+    ``tail_ms``: how much of the room response the linear filter models after the direct
+    path. ``suppression``: residual echo over-estimation factor (higher removes more echo
+    and more of the user's voice during double talk). ``comfort_noise``: refill suppressed
+    bins at the background noise level (off only to measure ERLE). The livekit
+    implementation can add WebRTC noise suppression (``noise_suppression``) and AEC3
+    (``webrtc_aec``) after our stages; both are off by default because both cut more of the
+    user's words during double talk (``parley bench aec`` measures them).
+    """
+
+    kind: Kind = "auto"
+    delay_ms: float | None = None
+    estimate_delay: bool = True
+    max_delay_ms: float = 250.0
+    tail_ms: float = 220.0
+    suppression: float = 2.5
+    suppression_floor_db: float = -40.0
+    comfort_noise: bool = True
+    noise_suppression: bool = False
+    webrtc_aec: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EchoStats:
+    """What a canceller reports: its delay estimate, running ERLE and output latency."""
+
+    name: str
+    delay_ms: float | None
+    delay_estimated: bool
+    erle_db: float
+    frames: int
+    latency_samples: int
+
+
+class EchoCanceller(ABC):
+    """Removes the loudspeaker's echo from the microphone, one 10 ms frame at a time.
+
+    Not thread-safe; one instance per audio stream. Cheap enough to call from the audio
+    loop (a fraction of a millisecond per frame).
+    """
+
+    name: str = "echo-canceller"
+    latency_samples: int = 0
+
+    def __init__(self) -> None:
+        self._meter = ErleMeter()
+        self._frames = 0
+
+    def process(self, mic: Samples, far: Samples) -> Samples:
+        """Cancel the echo in one mic frame.
+
+        ``mic`` and ``far`` are ``FRAME_SAMPLES`` float32 samples on the same timeline. Returns
+        ``FRAME_SAMPLES`` cleaned samples, delayed by ``latency_samples``. Non-finite input is
+        zeroed and everything is clipped to [-1, 1], so bad input never poisons the state.
+        """
+        m, f = _sanitized(mic, "mic"), _sanitized(far, "far")
+        out = np.asarray(np.clip(self._process(m, f), -1.0, 1.0), dtype=np.float32)
+        self._meter.update(m, out, f)
+        self._frames += 1
+        return out
+
+    def reset(self) -> None:
+        """Forget everything learned (echo path, delay, meters), e.g. after a device change."""
+        self._meter.reset()
+        self._frames = 0
+        self._reset()
+
+    @property
+    def stats(self) -> EchoStats:
+        delay = self._delay_samples()
+        return EchoStats(
+            name=self.name, delay_ms=None if delay is None else 1000.0 * delay / PROCESSING_RATE,
+            delay_estimated=self._delay_estimated(), erle_db=self._meter.erle_db,
+            frames=self._frames, latency_samples=self.latency_samples)
+
+    @abstractmethod
+    def _process(self, mic: np.ndarray, far: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def _reset(self) -> None: ...
+
+    @abstractmethod
+    def _delay_samples(self) -> int | None: ...
+
+    def _delay_estimated(self) -> bool:
+        return False
+
+
+def _sanitized(frame: Samples, what: str) -> np.ndarray:
+    x = np.asarray(frame)
+    if x.shape != (FRAME_SAMPLES,):
+        raise ValueError(f"{what} frame must be {FRAME_SAMPLES} mono samples, got shape {x.shape}")
+    x = x.astype(np.float64)
+    if not np.isfinite(x).all():
+        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.clip(x, -1.0, 1.0, out=x)
+
+
+def cancel_signal(canceller: EchoCanceller, mic: Samples, far: Samples) -> Samples:
+    """Run a whole recording through ``canceller``; the result is on the mic's timeline.
+
+    ``far`` is what the speaker played, aligned with ``mic`` (shorter is padded with silence,
+    longer is cut). The canceller's latency is removed, so sample ``i`` of the result is the
+    cleaned sample ``i`` of ``mic``.
+    """
+    n, lat = mic.size, canceller.latency_samples
+    frames = -(-(n + lat) // FRAME_SAMPLES)
+    total = frames * FRAME_SAMPLES
+    m = np.zeros(total, dtype=np.float32)
+    m[:n] = mic
+    f = np.zeros(total, dtype=np.float32)
+    f[: min(n, far.size)] = far[:n]
+    out = np.empty(total, dtype=np.float32)
+    for i in range(frames):
+        s = slice(i * FRAME_SAMPLES, (i + 1) * FRAME_SAMPLES)
+        out[s] = canceller.process(m[s], f[s])
+    return out[lat: lat + n]

@@ -1,0 +1,199 @@
+"""The room-echo test: run an echo canceller over room scenes and measure what users notice.
+
+Per seed, three scenes from :mod:`edge.room` (same room): far-end only (ERLE from a cold
+start, delay error, whether the VAD fires on what is left of the echo), double talk (how much
+of the user's speech survives, and optionally the recognizer's word error rate against the
+user's speech without any echo), near-end only (the user's voice must pass unchanged).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from edge.aec.base import EchoCanceller, EchoSettings, cancel_signal
+from edge.aec.erle import ErleReport, NearEndLoss, erle_report, near_end_loss
+from edge.room import Scene, build_scene
+from shared.audio import PROCESSING_RATE, Samples
+
+Transcribe = Callable[[Samples], str]
+CountSpeech = Callable[[Samples], int]  # speech onsets the VAD finds in a signal
+Make = Callable[[EchoSettings], EchoCanceller]
+
+
+@dataclass(frozen=True, slots=True)
+class SceneResult:
+    """Everything measured for one implementation on one seed's three scenes."""
+
+    seed: int
+    delay_ms: float
+    rt60_s: float
+    erle: ErleReport  # comfort noise off
+    double_talk_erle_db: float  # over the agent-only part before the user starts (raw)
+    delay_error_ms: float | None
+    double_talk: NearEndLoss  # from a cold start: the user talks over the first reply
+    double_talk_warm: NearEndLoss  # same scene after the far-end-only one (converged)
+    near_only: NearEndLoss
+    ms_per_frame: float
+    vad_onsets_echo: int | None = None  # VAD speech starts on the far-end-only output
+    vad_onsets_mic: int | None = None   # ... and on the raw mic (what would happen without AEC)
+    wer: dict[str, float] = field(default_factory=dict)
+
+
+def run_scene(canceller: EchoCanceller, scene: Scene, cold: bool = True) -> tuple[Samples, float]:
+    """Cancel a scene (from a cold start unless ``cold`` is False); returns the output on the
+    mic timeline and the CPU time the process spent, in ms per 10 ms frame (CPU time, not
+    wall time: the machines this runs on are shared)."""
+    if cold:
+        canceller.reset()
+    started = time.process_time()
+    out = cancel_signal(canceller, scene.mic, scene.far)
+    frames = max(1, scene.mic.size // 160)
+    return out, 1000.0 * (time.process_time() - started) / frames
+
+
+@dataclass(frozen=True, slots=True)
+class SeedScenes:
+    """The three scenes of one seed (same room). Build them once and give every
+    implementation the same audio: eSpeak does not synthesize bit-identical audio twice."""
+
+    seed: int
+    far: Scene
+    talk: Scene
+    near: Scene
+
+
+def seed_scenes(seed: int, far_voice: Samples | None = None) -> SeedScenes:
+    far, talk, near = (build_scene(k, seed, far_voice=far_voice)
+                       for k in ("far_only", "double_talk", "near_only"))
+    return SeedScenes(seed, far, talk, near)
+
+
+def evaluate_seed(make: Make, settings: EchoSettings, scenes: SeedScenes,
+                  count_speech: CountSpeech | None = None,
+                  transcribe: Transcribe | None = None) -> SceneResult:
+    """Measure one implementation (``make(settings)`` builds a fresh one) on one seed.
+
+    ERLE is measured with comfort noise off (it refills suppressed bins with synthetic
+    background noise, which would cap ERLE at the echo-to-noise ratio of the scene whatever
+    the echo removal); everything else runs the real configuration.
+    """
+    seed, far, talk, near = scenes.seed, scenes.far, scenes.talk, scenes.near
+    measured, _ = run_scene(make(replace(settings, comfort_noise=False)), far)
+    canceller = make(settings)
+    out_far, ms_far = run_scene(canceller, far)
+    delay = canceller.stats.delay_ms
+    warm_talk, _ = run_scene(canceller, talk, cold=False)  # the agent's second reply
+    out_talk, ms_talk = run_scene(canceller, talk)
+    out_near, ms_near = run_scene(canceller, near)
+    return SceneResult(
+        seed=seed, delay_ms=far.room.delay_ms, rt60_s=far.room.rt60_s,
+        erle=erle_report(far.mic, measured, far.far_only),
+        double_talk_erle_db=erle_report(talk.mic, out_talk, talk.far_only).whole_db,
+        delay_error_ms=None if delay is None else delay - far.room.delay_ms,
+        double_talk=near_end_loss(out_talk, talk.near, talk.double_talk, echo=talk.echo),
+        double_talk_warm=near_end_loss(warm_talk, talk.near, talk.double_talk, echo=talk.echo),
+        near_only=near_end_loss(out_near, near.near, near.near_only),
+        ms_per_frame=float(np.median([ms_far, ms_talk, ms_near])),
+        vad_onsets_echo=None if count_speech is None else count_speech(out_far),
+        vad_onsets_mic=None if count_speech is None else count_speech(far.mic),
+        wer={} if transcribe is None else word_error_rates(transcribe, talk, out_talk, warm_talk,
+                                                             out_far))
+
+
+def word_error_rates(transcribe: Transcribe, talk: Scene, out_talk: Samples,
+                     warm_talk: Samples, out_far: Samples) -> dict[str, float]:
+    """WER of the user's utterances: after AEC (cold start, and warm), raw mic, and the user
+    alone (no echo); plus the words the recognizer finds in the whole far-end-only output
+    (should be none; the pipeline only decodes what the VAD passes)."""
+    from shared.text import corpus_word_error_rate
+
+    pad = int(0.3 * PROCESSING_RATE)
+    spans = [(max(0, a - pad), b + pad) for a, b in talk.near_spans]
+    alone = talk.near + talk.noise
+
+    def wer(signal: Samples) -> float:
+        return corpus_word_error_rate(
+            (text, spoken(transcribe(signal[a:b])))
+            for text, (a, b) in zip(talk.near_texts, spans, strict=True))
+
+    echo_words = len(spoken(transcribe(out_far)).split())
+    return {"aec": wer(out_talk), "aec_warm": wer(warm_talk), "mic": wer(talk.mic),
+            "alone": wer(alone), "echo_words": float(echo_words)}
+
+
+_ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)")
+
+
+def spoken(text: str) -> str:
+    """Whisper's text without its annotations ("[ Inaudible ]", "(music)"): not words."""
+    return " ".join(_ANNOTATION.sub(" ", text).split())
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Median and worst of the per-seed figures of one implementation."""
+
+    name: str
+    seeds: int
+    erle_cold_db: tuple[float, float]
+    erle_steady_db: tuple[float, float]
+    erle_whole_db: tuple[float, float]
+    delay_error_ms: tuple[float, float]
+    double_talk_loss_db: tuple[float, float]
+    double_talk_p10_db: tuple[float, float]
+    double_talk_eaten: tuple[float, float]
+    double_talk_eaten_dominant: tuple[float, float]
+    warm_double_talk_loss_db: tuple[float, float]
+    warm_double_talk_eaten: tuple[float, float]
+    near_only_loss_db: tuple[float, float]
+    ms_per_frame: float
+    vad_onsets_echo: int | None
+    wer: dict[str, float]
+
+    def as_json(self) -> dict[str, object]:
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, tuple):
+                data[key] = {"median": round(value[0], 2), "worst": round(value[1], 2)}
+        data["ms_per_frame"] = round(self.ms_per_frame, 3)
+        return data
+
+
+def summarize(name: str, results: Iterable[SceneResult]) -> Summary:
+    """Median and worst (lowest ERLE, largest error, most loss) over seeds."""
+    rs = list(results)
+
+    def stat(values: list[float], worst_is_low: bool = True) -> tuple[float, float]:
+        worst = min(values) if worst_is_low else max(values)
+        return float(np.median(values)), float(worst)
+
+    delays = [abs(r.delay_error_ms) for r in rs if r.delay_error_ms is not None]
+    vad = [r.vad_onsets_echo for r in rs if r.vad_onsets_echo is not None]
+    wer_keys = sorted({k for r in rs for k in r.wer})
+    return Summary(
+        name=name, seeds=len(rs),
+        erle_cold_db=stat([r.erle.cold_db for r in rs]),
+        erle_steady_db=stat([r.erle.steady_db for r in rs]),
+        erle_whole_db=stat([r.erle.whole_db for r in rs]),
+        delay_error_ms=stat(delays, worst_is_low=False) if delays else (float("nan"),) * 2,
+        double_talk_loss_db=stat([r.double_talk.median_db for r in rs]),
+        double_talk_p10_db=stat([r.double_talk.p10_db for r in rs]),
+        double_talk_eaten=stat([r.double_talk.eaten for r in rs], worst_is_low=False),
+        double_talk_eaten_dominant=stat([r.double_talk.eaten_dominant for r in rs],
+                                        worst_is_low=False),
+        warm_double_talk_loss_db=stat([r.double_talk_warm.median_db for r in rs]),
+        warm_double_talk_eaten=stat([r.double_talk_warm.eaten for r in rs], worst_is_low=False),
+        near_only_loss_db=stat([r.near_only.median_db for r in rs]),
+        ms_per_frame=float(np.median([r.ms_per_frame for r in rs])),
+        vad_onsets_echo=sum(vad) if vad else None,
+        wer={k: _combine(k, [r.wer[k] for r in rs if k in r.wer]) for k in wer_keys})
+
+
+def _combine(key: str, values: list[float]) -> float:
+    """Echo words add up over seeds; word error rates are averaged."""
+    return float(np.sum(values) if key == "echo_words" else np.mean(values))

@@ -1,0 +1,138 @@
+"""The numpy echo canceller: delay alignment, Kalman linear filter, residual suppression.
+
+This is the whole canceller when livekit is not installed, and the linear front of the
+livekit one (:class:`LinearEchoStage`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.aec.base import FRAME_SAMPLES, EchoCanceller, EchoSettings
+from edge.aec.delay import DelayEstimator
+from edge.aec.filter import FarEndSpectra, FilterOutput, KalmanEchoFilter
+from edge.aec.suppressor import ResidualEchoSuppressor
+from shared.audio import PROCESSING_RATE
+
+# The filter starts this many frames before the estimated direct path (estimate error,
+# the band-limited direct path's pre-ringing).
+_LEAD_FRAMES = 2
+LOW_BAND_HZ = 200.0
+
+
+class LinearEchoStage:
+    """Speaker -> mic delay estimation and the linear (Kalman) echo filter.
+
+    The filter reads the far end ``delay_frames`` back, chosen so the direct path falls in
+    its third partition (see :meth:`_follow` for what happens when the estimate moves). A
+    guard passes the mic through whenever subtracting the echo estimate would add sound.
+    """
+
+    def __init__(self, settings: EchoSettings = EchoSettings()) -> None:
+        n = FRAME_SAMPLES
+        self.settings = settings
+        self.partitions = _LEAD_FRAMES + int(np.ceil(settings.tail_ms * PROCESSING_RATE / 1000 / n))
+        max_delay_frames = int(np.ceil(settings.max_delay_ms * PROCESSING_RATE / 1000 / n))
+        self._history = FarEndSpectra(n, max_delay_frames + self.partitions + 1)
+        self._filter = KalmanEchoFilter(n, self.partitions)
+        self._estimator = (DelayEstimator(max_delay_ms=settings.max_delay_ms)
+                           if settings.estimate_delay else None)
+        self._low_bins = int(LOW_BAND_HZ * 2 * n / PROCESSING_RATE) + 1
+        # Reverberation spreads the echo of a frame over the next ones (~RT60 0.6 s at most).
+        self._low_weights = 0.9 ** np.arange(self.partitions)
+        self._low_band_echo = np.zeros(self._low_bins)
+        self.reset()
+
+    def reset(self) -> None:
+        self._history.reset()
+        self._filter.reset()
+        if self._estimator is not None:
+            self._estimator.reset()
+        hint = self.settings.delay_ms
+        self.delay_samples: int | None = (None if hint is None
+                                          else round(hint * PROCESSING_RATE / 1000))
+        self.delay_estimated = False
+        self.delay_frames = self._frames_for(self.delay_samples)
+        self._mic_level = self._err_level = 0.0
+
+    @staticmethod
+    def _frames_for(delay_samples: int | None) -> int:
+        return 0 if delay_samples is None else max(0, delay_samples // FRAME_SAMPLES - _LEAD_FRAMES)
+
+    def process(self, mic: np.ndarray, far: np.ndarray) -> FilterOutput:
+        """One frame: update the delay estimate, then cancel the linear echo."""
+        if self._estimator is not None and self._estimator.push(far, mic):
+            self._follow(self._estimator.delay_samples)
+        self._history.push(far)
+        spectra, power = self._history.window(self.delay_frames, self.partitions)
+        out = self._filter.process(mic, spectra, power)
+        self._low_band_echo = 0.5 * (self._low_weights @ power[:, : self._low_bins])
+        return self._guard(mic, out)
+
+    def _guard(self, mic: np.ndarray, out: FilterOutput) -> FilterOutput:
+        """A right echo estimate can only make the mic quieter. When subtracting it makes the
+        mic clearly louder (the echo path moved, e.g. the device's delay jumped, or the filter
+        drifted during double talk), pass the mic through rather than add echo."""
+        a = 0.3
+        self._mic_level += a * (float(np.dot(mic, mic)) - self._mic_level)
+        self._err_level += a * (float(np.dot(out.error, out.error)) - self._err_level)
+        if self._err_level <= 2.0 * self._mic_level + 1e-9:
+            return out
+        return FilterOutput(error=mic, echo=np.zeros_like(mic))
+
+    def _follow(self, delay_samples: int | None) -> None:
+        """Re-align on a new delay estimate.
+
+        The first estimate corrects where we read the far end (the room did not change), so
+        the coefficients move with the read point. A later change means the device's delay
+        moved (the room response moved along with it), so the coefficients stay where they
+        are relative to the read point, but the filter is no longer sure of them.
+        """
+        frames = self._frames_for(delay_samples)
+        if self.delay_estimated:
+            self._filter.doubt()
+        else:
+            self._filter.shift(frames - self.delay_frames)
+        self.delay_samples, self.delay_estimated = delay_samples, True
+        self.delay_frames = frames
+
+    @property
+    def residual_power(self) -> np.ndarray:
+        """Predicted echo power left in the last frame's error spectrum (per bin).
+
+        The filter's own prediction, except below ``LOW_BAND_HZ``: there a voice's
+        fundamental is an almost pure tone the filter learns poorly while believing it has,
+        so the whole echo that far-end sound could make (path gain up to 0 dB) is assumed.
+        """
+        predicted = self._filter.residual_power.copy()
+        low = predicted[: self._low_bins]
+        np.maximum(low, self._low_band_echo, out=low)
+        return predicted
+
+
+class NumpyEchoCanceller(EchoCanceller):
+    """Linear stage + residual echo suppression, in numpy only (the fallback)."""
+
+    name = "numpy"
+
+    def __init__(self, settings: EchoSettings = EchoSettings()) -> None:
+        super().__init__()
+        self._linear = LinearEchoStage(settings)
+        self._suppressor = ResidualEchoSuppressor(
+            FRAME_SAMPLES, overestimate=settings.suppression,
+            floor_db=settings.suppression_floor_db, comfort_noise=settings.comfort_noise)
+        self.latency_samples = self._suppressor.latency_samples
+
+    def _process(self, mic: np.ndarray, far: np.ndarray) -> np.ndarray:
+        linear = self._linear.process(mic, far)
+        return self._suppressor.process(linear.error, linear.echo, self._linear.residual_power)
+
+    def _reset(self) -> None:
+        self._linear.reset()
+        self._suppressor.reset()
+
+    def _delay_samples(self) -> int | None:
+        return self._linear.delay_samples
+
+    def _delay_estimated(self) -> bool:
+        return self._linear.delay_estimated

@@ -1,0 +1,113 @@
+"""Echo cancellation with WebRTC's audio processing module through livekit (the only module
+that imports livekit).
+
+Chain: our delay estimation and Kalman linear filter (fast from a cold start, robust in
+double talk) -> our residual echo suppressor -> WebRTC APM: high-pass always; noise
+suppression with ``settings.noise_suppression``; AEC3 with ``settings.webrtc_aec``.
+Measured on the room-echo test (``parley bench aec``, 6 rooms): AEC3 alone cuts ~45 % of the
+user's speech frames by more than 10 dB during double talk (whisper WER 0.79 vs 0.20 for the
+user alone); behind our stages AEC3 still cuts ~50 % from a cold start (WER 0.61), and WebRTC
+noise suppression adds a little loss for no ERLE gain, so both are off by default. Our stages
+alone: ~7 % of frames cut, WER 0.33 cold / 0.27 warm, ERLE 37-38 dB median.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from livekit import rtc
+
+from edge.aec.base import FRAME_SAMPLES, EchoCanceller, EchoSettings
+from edge.aec.delay import DelayEstimator
+from edge.aec.linear import LinearEchoStage
+from edge.aec.suppressor import ResidualEchoSuppressor
+from shared.audio import PROCESSING_RATE, float_to_pcm16, pcm16_to_float
+from shared.errors import EngineError
+
+# Output delay the APM adds at 16 kHz (measured: AEC3 buffers 128 samples, NS 96).
+_AEC3_LATENCY = 128
+_NS_LATENCY = 96
+
+
+class LivekitEchoCanceller(EchoCanceller):
+    """Linear stage + (optional) residual suppressor + WebRTC APM via livekit."""
+
+    name = "livekit"
+
+    def __init__(self, settings: EchoSettings = EchoSettings(), *, linear: bool = True,
+                 spectral_suppression: bool = True) -> None:
+        super().__init__()
+        self.settings = settings
+        self._linear = LinearEchoStage(settings) if linear else None
+        # Without the linear stage (the "AEC3 alone" baseline) the delay is still estimated.
+        self._estimator = None if linear else DelayEstimator(max_delay_ms=settings.max_delay_ms)
+        self._suppressor = (ResidualEchoSuppressor(
+            FRAME_SAMPLES, overestimate=settings.suppression,
+            floor_db=settings.suppression_floor_db, comfort_noise=settings.comfort_noise)
+            if linear and spectral_suppression else None)
+        self.latency_samples = (
+            (self._suppressor.latency_samples if self._suppressor else 0)
+            + (_AEC3_LATENCY if settings.webrtc_aec else 0)
+            + (_NS_LATENCY if settings.noise_suppression else 0))
+        self.name = "".join(part for part, on in (
+            ("linear+", linear and not spectral_suppression), ("livekit", True),
+            ("-apm-only", not linear),
+            ("+ns", settings.noise_suppression), ("+aec3", settings.webrtc_aec)) if on)
+        self._apm = self._new_apm()
+
+    def _new_apm(self) -> rtc.AudioProcessingModule:
+        s = self.settings
+        return rtc.AudioProcessingModule(echo_cancellation=s.webrtc_aec,
+                                         noise_suppression=s.noise_suppression,
+                                         high_pass_filter=True)
+
+    def _process(self, mic: np.ndarray, far: np.ndarray) -> np.ndarray:
+        near = mic
+        if self._estimator is not None:
+            self._estimator.push(far, mic)
+        if self._linear is not None:
+            linear = self._linear.process(mic, far)
+            near = linear.error
+            if self._suppressor is not None:
+                near = self._suppressor.process(linear.error, linear.echo,
+                                                self._linear.residual_power)
+        return self._run_apm(near, far)
+
+    def _run_apm(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        try:
+            if self.settings.webrtc_aec:
+                self._apm.process_reverse_stream(_frame(far))
+                self._apm.set_stream_delay_ms(self._apm_delay_ms())
+            frame = _frame(near)
+            self._apm.process_stream(frame)
+        except RuntimeError as exc:
+            raise EngineError(f"WebRTC audio processing failed: {exc}") from exc
+        return pcm16_to_float(bytes(frame.data.cast("B")))
+
+    def _apm_delay_ms(self) -> int:
+        """AEC3 gets the estimated delay (it refines it itself), 0 before an estimate."""
+        delay = self._delay_samples()
+        return 0 if delay is None else round(1000 * delay / PROCESSING_RATE)
+
+    def _reset(self) -> None:
+        if self._estimator is not None:
+            self._estimator.reset()
+        if self._linear is not None:
+            self._linear.reset()
+        if self._suppressor is not None:
+            self._suppressor.reset()
+        self._apm = self._new_apm()
+
+    def _delay_samples(self) -> int | None:
+        if self._estimator is not None:
+            return self._estimator.delay_samples
+        return None if self._linear is None else self._linear.delay_samples
+
+    def _delay_estimated(self) -> bool:
+        if self._estimator is not None:
+            return self._estimator.delay_samples is not None
+        return self._linear is not None and self._linear.delay_estimated
+
+
+def _frame(samples: np.ndarray) -> rtc.AudioFrame:
+    return rtc.AudioFrame(float_to_pcm16(samples.astype(np.float32)), PROCESSING_RATE, 1,
+                          FRAME_SAMPLES)

@@ -1,0 +1,136 @@
+"""Echo cancellation on the room-echo test, with the real components (numpy and livekit).
+
+What a user notices: the agent's voice is removed from the microphone (ERLE >= 25 dB over the
+agent-only part, from a cold start, several rooms), what is left does not look like speech to
+the VAD, the user's own voice passes untouched when the agent is silent and survives when
+both talk. Measured by ``parley bench aec`` (6 rooms, cold start): whole-part ERLE median
+~35 dB / worst ~30 dB for both implementations; the asserts keep the acceptance figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+import numpy as np
+import pytest
+
+from edge.aec import EchoCanceller, EchoSettings, cancel_signal, create_echo_canceller
+from edge.aec.erle import erle_db, erle_report, near_end_loss, split_mask
+from edge.aec.linear import NumpyEchoCanceller
+from edge.aec.livekit_apm import LivekitEchoCanceller
+from edge.room import RoomSpec, Scene, build_scene
+
+IMPLEMENTATIONS: dict[str, Callable[[EchoSettings], EchoCanceller]] = {
+    "numpy": NumpyEchoCanceller,
+    "livekit": LivekitEchoCanceller,
+}
+# Comfort noise refills suppressed bins with synthetic background noise, which caps the
+# measurable ERLE at each scene's echo-to-noise ratio: echo removal is measured without it.
+MEASURE = EchoSettings(comfort_noise=False)
+SEEDS = (0, 3, 4)  # seed 4: loudspeaker clipping, and the user starts 1.5 s into a cold start
+
+
+@cache
+def scene(kind: str, seed: int) -> Scene:
+    return build_scene(kind, seed)
+
+
+@cache
+def cancelled(impl: str, kind: str, seed: int, comfort_noise: bool = True) -> np.ndarray:
+    s = scene(kind, seed)
+    canceller = IMPLEMENTATIONS[impl](EchoSettings(comfort_noise=comfort_noise))
+    return cancel_signal(canceller, s.mic, s.far)
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_erle_over_far_end_speech_from_a_cold_start(impl: str, seed: int) -> None:
+    s = scene("far_only", seed)
+    report = erle_report(s.mic, cancelled(impl, "far_only", seed, False), s.far_only)
+    assert report.whole_db >= 25.0, report
+    assert report.cold_db >= 20.0, report
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_near_end_alone_passes_unchanged(impl: str) -> None:
+    s = scene("near_only", 1)
+    loss = near_end_loss(cancelled(impl, "near_only", 1), s.near, s.near_only)
+    assert abs(loss.median_db) < 1.0 and loss.p10_db > -3.0 and loss.eaten == 0.0, loss
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_double_talk_keeps_the_users_voice(impl: str, seed: int) -> None:
+    s = scene("double_talk", seed)
+    out = cancelled(impl, "double_talk", seed)
+    loss = near_end_loss(out, s.near, s.double_talk, echo=s.echo)
+    # Frames where the user is louder than the echo are (almost) never cut; the cut ones are
+    # soft word endings under a louder echo the filter has not fully learned yet (measured:
+    # eaten <= 0.13, eaten_dominant <= 0.03 over 6 rooms; WebRTC AEC3 alone: 0.30-0.47).
+    assert loss.median_db > -3.0 and loss.eaten < 0.25 and loss.eaten_dominant < 0.06, loss
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_output_is_on_the_mic_timeline(impl: str) -> None:
+    s = scene("near_only", 1)
+    out = cancelled(impl, "near_only", 1)
+    assert out.shape == s.mic.shape
+    n, lags = s.mic.size, np.arange(-40, 41)
+    corr = [float(np.dot(out[40 + k: n - 40 + k], s.mic[40: n - 40])) for k in lags]
+    assert abs(int(lags[int(np.argmax(corr))])) <= 2
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_canceller_reports_the_true_delay_within_a_frame(impl: str) -> None:
+    for delay_ms in (20.0, 150.0):
+        room = RoomSpec(delay_ms=delay_ms, rt60_s=0.4, echo_gain_db=-6.0, seed=11)
+        s = build_scene("far_only", 6, room=room)
+        canceller = IMPLEMENTATIONS[impl](MEASURE)
+        cancel_signal(canceller, s.mic, s.far)
+        stats = canceller.stats
+        assert stats.delay_estimated and stats.delay_ms is not None
+        assert abs(stats.delay_ms - delay_ms) <= 10.0, stats
+        assert stats.erle_db > 15.0 and stats.frames > 0
+
+
+def test_a_delay_change_is_followed() -> None:
+    canceller = NumpyEchoCanceller(MEASURE)
+    first = build_scene("far_only", 7, room=RoomSpec(delay_ms=40.0, rt60_s=0.3, seed=7))
+    cancel_signal(canceller, first.mic, first.far)
+    second = build_scene("far_only", 8, room=RoomSpec(delay_ms=130.0, rt60_s=0.3, seed=7))
+    out = cancel_signal(canceller, second.mic, second.far)
+    assert canceller.stats.delay_ms == pytest.approx(130.0, abs=10.0)
+    assert erle_db(second.mic, out, split_mask(second.far_only, 2.0)) >= 25.0
+
+
+@pytest.mark.usefixtures("built_models")
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_the_vad_does_not_hear_the_cancelled_echo(impl: str) -> None:
+    from edge.vad import SileroVad, SpeechStarted
+
+    vad = SileroVad()
+
+    def onsets(signal: np.ndarray) -> int:
+        vad.reset()
+        return sum(isinstance(e, SpeechStarted) for e in vad.push(signal))
+
+    for seed in SEEDS:
+        s = scene("far_only", seed)
+        assert onsets(s.mic) > 0  # without AEC the agent's voice is "speech"
+        assert onsets(cancelled(impl, "far_only", seed)) == 0
+
+
+def test_fixed_delay_setting_is_used_and_reported() -> None:
+    s = scene("far_only", 0)
+    fixed = EchoSettings(delay_ms=s.room.delay_ms, estimate_delay=False, comfort_noise=False)
+    canceller = NumpyEchoCanceller(fixed)
+    out = cancel_signal(canceller, s.mic, s.far)
+    assert canceller.stats.delay_ms == pytest.approx(s.room.delay_ms, abs=0.1)
+    assert not canceller.stats.delay_estimated
+    assert erle_db(s.mic, out, s.far_only) >= 25.0
+
+
+def test_the_factory_prefers_livekit_and_knows_the_fallback() -> None:
+    assert isinstance(create_echo_canceller(), LivekitEchoCanceller)
+    assert isinstance(create_echo_canceller(EchoSettings(kind="numpy")), NumpyEchoCanceller)

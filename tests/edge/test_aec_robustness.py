@@ -1,0 +1,128 @@
+"""Echo canceller behaviour at the edges: misuse, silence, clipping, non-finite and absurd input,
+reset, and the delay estimator on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from edge.aec import FRAME_SAMPLES, EchoCanceller, EchoSettings, cancel_signal
+from edge.aec.delay import DelayEstimator
+from edge.aec.erle import ErleMeter, erle_db
+from edge.aec.linear import NumpyEchoCanceller
+from edge.aec.livekit_apm import LivekitEchoCanceller
+from edge.room import EchoPath, RoomSpec, build_scene
+from shared.errors import ConfigError
+
+IMPLEMENTATIONS: dict[str, Callable[[EchoSettings], EchoCanceller]] = {
+    "numpy": NumpyEchoCanceller,
+    "livekit": LivekitEchoCanceller,
+}
+
+
+@pytest.fixture(params=list(IMPLEMENTATIONS))
+def canceller(request: pytest.FixtureRequest) -> EchoCanceller:
+    """Default settings (comfort noise on)."""
+    return IMPLEMENTATIONS[request.param](EchoSettings())
+
+
+@pytest.fixture(params=list(IMPLEMENTATIONS))
+def measuring(request: pytest.FixtureRequest) -> EchoCanceller:
+    """Comfort noise off, so ERLE measures echo removal, not the scene's noise level."""
+    return IMPLEMENTATIONS[request.param](EchoSettings(comfort_noise=False))
+
+
+def frames(n: int, value: float = 0.0) -> np.ndarray:
+    return np.full(n * FRAME_SAMPLES, value, dtype=np.float32)
+
+
+def test_frames_of_the_wrong_size_are_refused(canceller: EchoCanceller) -> None:
+    with pytest.raises(ValueError, match="160"):
+        canceller.process(np.zeros(320, np.float32), np.zeros(320, np.float32))
+    with pytest.raises(ValueError, match="160"):
+        canceller.process(np.zeros((160, 2), np.float32), np.zeros(160, np.float32))
+
+
+def test_silence_in_silence_out(canceller: EchoCanceller) -> None:
+    out = cancel_signal(canceller, frames(300), frames(300))
+    assert out.dtype == np.float32 and out.size == 300 * FRAME_SAMPLES
+    assert float(np.max(np.abs(out))) < 1e-4
+    assert canceller.stats.delay_ms is None and canceller.stats.erle_db == 0.0
+
+
+def test_clipping_and_absurd_input_stay_finite_and_in_range(canceller: EchoCanceller) -> None:
+    rng = np.random.default_rng(0)
+    far = np.sign(rng.standard_normal(200 * FRAME_SAMPLES)).astype(np.float32)  # full scale
+    mic = np.clip(3.0 * EchoPath(RoomSpec(delay_ms=50.0)).apply(far), -1, 1)  # clipped mic
+    out = cancel_signal(canceller, mic, far)
+    assert np.all(np.isfinite(out)) and float(np.max(np.abs(out))) <= 1.0
+    absurd = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30] * 32, dtype=np.float32)
+    for _ in range(20):
+        assert np.all(np.isfinite(canceller.process(absurd, absurd)))
+
+
+def test_non_finite_input_does_not_poison_later_frames(measuring: EchoCanceller) -> None:
+    canceller = measuring
+    nan = np.full(FRAME_SAMPLES, np.nan, dtype=np.float32)
+    for _ in range(30):
+        canceller.process(nan, nan)
+    s = build_scene("far_only", 0)
+    out = np.concatenate([canceller.process(s.mic[i: i + 160], s.far[i: i + 160])
+                          for i in range(0, s.mic.size - 159, 160)])
+    lat = canceller.latency_samples
+    assert erle_db(s.mic[: out.size - lat], out[lat:], s.far_only) >= 25.0
+
+
+def test_reset_returns_to_a_cold_start(measuring: EchoCanceller) -> None:
+    canceller = measuring
+    s = build_scene("far_only", 2)
+    cold = cancel_signal(canceller, s.mic, s.far)
+    assert canceller.stats.delay_ms is not None
+    canceller.reset()
+    assert canceller.stats.frames == 0 and canceller.stats.delay_ms is None
+    again = cancel_signal(canceller, s.mic, s.far)
+    assert erle_db(s.mic, again, s.far_only) == pytest.approx(erle_db(s.mic, cold, s.far_only),
+                                                              abs=0.5)
+
+
+def test_unknown_kind_is_a_config_error() -> None:
+    from edge.aec import create_echo_canceller
+
+    with pytest.raises(ConfigError, match="unknown echo canceller"):
+        create_echo_canceller(EchoSettings(kind="speex"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("delay_ms", [10.0, 47.3, 120.0, 200.0])
+def test_delay_estimator_finds_the_delay_within_a_frame(delay_ms: float) -> None:
+    s = build_scene("far_only", 3, room=RoomSpec(delay_ms=delay_ms, rt60_s=0.5, drr_db=-2.0,
+                                                 seed=5))
+    est = DelayEstimator()
+    for i in range(0, s.mic.size - 159, 160):
+        est.push(s.far[i: i + 160], s.mic[i: i + 160])
+    assert est.delay_samples is not None
+    assert abs(est.delay_samples - delay_ms * 16) < 160
+
+
+def test_delay_estimator_ignores_a_silent_far_end_and_uncorrelated_sound() -> None:
+    rng = np.random.default_rng(1)
+    est = DelayEstimator()
+    mic = rng.standard_normal(16000 * 3).astype(np.float32) * 0.1
+    for i in range(0, mic.size, 160):
+        est.push(np.zeros(160, np.float32), mic[i: i + 160])
+    assert est.delay_samples is None
+    far = rng.standard_normal(mic.size).astype(np.float32) * 0.1  # plays, but is not heard
+    for i in range(0, mic.size, 160):
+        est.push(far[i: i + 160], mic[i: i + 160])
+    assert est.delay_samples is None
+
+
+def test_erle_meter_reads_the_level_drop_while_the_far_end_plays() -> None:
+    meter = ErleMeter()
+    far = np.full(160, 0.1)
+    for _ in range(300):
+        meter.update(far, far * 0.01, far)  # 40 dB quieter
+    assert meter.erle_db == pytest.approx(40.0, abs=0.1)
+    meter.update(far, far, np.zeros(160))  # far end silent: ignored
+    assert meter.erle_db == pytest.approx(40.0, abs=0.1)
