@@ -61,7 +61,7 @@ class DuplexDevice(abc.ABC):
     @abc.abstractmethod
     def stop(self) -> None: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to flush by default
         """Flush outputs (e.g. the speaker WAV)."""
 
 

@@ -36,6 +36,7 @@ class OnsetGate:
         self.floor_db = -90.0
         self._above = 0
         self._ducked_for: int | None = None
+        self.ducks = 0  # how often the speaker was paused (false alarms resume)
 
     @property
     def ducked(self) -> bool:
@@ -49,6 +50,7 @@ class OnsetGate:
         self._follow_floor(level)
         if playing and onset:
             self._ducked_for = 0
+            self.ducks += 1
             return "duck"
         return None
 

@@ -100,6 +100,7 @@ class UserTurn:
     words: tuple[object, ...] = ()
     prosody: object | None = None
     final_sent: bool = False
+    decode_requested: bool = False
     last_partial_at: int = 0
     history: list[str] = field(default_factory=list)
 
@@ -112,6 +113,9 @@ class TurnTimings:
     partial_every: int = int(1.0 * PROCESSING_RATE)  # 0 disables partial hypotheses
     continuation_window: int = int(1.5 * PROCESSING_RATE)
     min_turn: int = int(0.2 * PROCESSING_RATE)  # shorter blips are not turns
+    # The naive cascade (a baseline): recognize only once the pause has ended the turn,
+    # instead of speculatively at the start of every pause.
+    decode_at_end: bool = False
 
 
 class TurnTaker:
@@ -149,6 +153,9 @@ class TurnTaker:
         if speech_end - turn.start < self.t.min_turn + self.t.preroll // 2:
             self.current = None  # a click or a cough: not a turn
             return []
+        if self.t.decode_at_end:
+            return []
+        turn.decode_requested = True
         return [Decode(turn.turn_id, turn.start, decided_at, final=True)]
 
     def decoded(self, turn_id: int, upto: int, text: str, words: tuple[object, ...],
@@ -170,9 +177,11 @@ class TurnTaker:
             return []
         if speaking:
             return self._maybe_partial(turn, now)
-        if turn.speech_end is None or turn.decoded_upto is None:
+        if turn.speech_end is None:
             return []
         pause_ms = (now - turn.speech_end) * 1000.0 / PROCESSING_RATE
+        if turn.decoded_upto is None:
+            return self._decode_at_end(turn, pause_ms, now)
         decision = self.policy.decide(pause_ms, turn.text, turn.prosody)
         return self._apply(turn, decision)
 
@@ -203,6 +212,13 @@ class TurnTaker:
             self.reply_heard = False
         return actions
 
+    def _decode_at_end(self, turn: UserTurn, pause_ms: float, now: int) -> list[Action]:
+        if turn.decode_requested or not self.policy.decide(pause_ms, "", None).commit:
+            return []
+        turn.decode_requested = True
+        turn.pause_decided_at = now
+        return [Decode(turn.turn_id, turn.start, now, final=True)]
+
     def _resume(self, turn: UserTurn, reason: str) -> list[Action]:
         actions: list[Action] = []
         if turn.final_sent:
@@ -210,6 +226,7 @@ class TurnTaker:
             turn.turn_id = self._new_id()
             turn.final_sent = False
         turn.speech_end = turn.pause_decided_at = turn.decoded_upto = None
+        turn.decode_requested = False
         return actions
 
     def _may_continue(self, turn: UserTurn, onset: int) -> bool:

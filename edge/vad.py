@@ -93,6 +93,7 @@ class VoiceActivityDetector(abc.ABC):
     def reset(self) -> None:
         self._pending = np.zeros(0, dtype=np.float32)
         self._context = np.zeros(CONTEXT, dtype=np.float32)
+        self._position = 0
         self._speaking = False
         self._reset_model()
 

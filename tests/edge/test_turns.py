@@ -94,7 +94,7 @@ def test_resuming_after_the_commit_but_before_hearing_the_reply_continues_the_tu
     tt = TurnTaker(FixedTimeoutPolicy(200), TurnTimings(partial_every=0))
     speak(tt, 0, 1000, "I need a taxi")
     actions = run_pause(tt, 1100, 1300)
-    turn_id = actions[0].turn_id  # type: ignore[attr-defined]
+    assert kinds(actions) == ["SendFinal", "Release"]
     assert kinds(tt.speech_started(1500 * MS)) == ["SendCancel"]
     assert tt.current is not None and tt.current.start == 0
 
@@ -114,3 +114,14 @@ def test_partials_are_requested_while_the_user_keeps_talking() -> None:
     tt.speech_started(0)
     requested = [a for now in range(0, 3000, 50) for a in tt.tick(now * MS, speaking=True)]
     assert [a.final for a in requested if isinstance(a, Decode)] == [False, False]
+
+
+def test_the_naive_cascade_decodes_only_once_the_timeout_ended_the_turn() -> None:
+    tt = TurnTaker(FixedTimeoutPolicy(500), TurnTimings(partial_every=0, decode_at_end=True))
+    tt.speech_started(0)
+    assert tt.speech_ended(1000 * MS, 1100 * MS) == []
+    assert run_pause(tt, 1100, 1500) == []
+    decode = run_pause(tt, 1500, 1550)
+    assert len(decode) == 1 and isinstance(decode[0], Decode) and decode[0].upto == 1500 * MS
+    tt.decoded(decode[0].turn_id, decode[0].upto, "What time is it?", (), None, final=True)
+    assert kinds(run_pause(tt, 1550, 1600)) == ["SendFinal", "Release"]

@@ -1,0 +1,59 @@
+"""``parley edge ...``: the agent live against a cloud tier, or offline over files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edge.config import load_settings
+
+app = typer.Typer(no_args_is_help=True, help="The edge agent: live, or offline over files.")
+
+
+@app.command()
+def process(
+    mic: Annotated[Path, typer.Option(help="What the microphone recorded (any WAV).")],
+    far: Annotated[Path | None, typer.Option(help="What the speaker played meanwhile.")] = None,
+    clean_out: Annotated[Path | None, typer.Option(help="Write the echo-cancelled mic here.")]
+    = None,
+    config: Annotated[Path | None, typer.Option(help="Edge settings (TOML).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run AEC, VAD, ASR and prosody over files, offline (no cloud)."""
+    from edge.offline import process_files
+
+    settings = load_settings(config)
+    result = process_files(mic, far, clean_out, settings)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for seg in result["segments"]:
+        typer.echo(f"{seg['start_s']:7.2f} - {seg['end_s']:7.2f}  {seg['text']}")
+    typer.echo(f"rtf {result['rtf']:.3f}  stages (ms) {result['stage_ms']}")
+
+
+@app.command()
+def run(
+    cloud: Annotated[str, typer.Option(help="The cloud tier's URL.")] = "",
+    token: Annotated[str, typer.Option(help="Device token (parley cloud token).",
+                                       envvar="PARLEY_EDGE_TOKEN")] = "",
+    input_device: Annotated[str | None, typer.Option(help="Input device name or index.")] = None,
+    output_device: Annotated[str | None, typer.Option(help="Output device name or index.")]
+    = None,
+    config: Annotated[Path | None, typer.Option(help="Edge settings (TOML).")] = None,
+) -> None:
+    """Talk to the cloud tier through this machine's microphone and speaker."""
+    from edge.live import run_live
+
+    settings = load_settings(config, cloud_url=cloud or None, token=token or None)
+    asyncio.run(run_live(settings, _device_id(input_device), _device_id(output_device)))
+
+
+def _device_id(value: str | None) -> str | int | None:
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value

@@ -1,0 +1,42 @@
+"""Builds the edge's real stages from its settings (the one place that picks adapters)."""
+
+from __future__ import annotations
+
+from edge.config import EdgeSettings
+from edge.pipeline import EdgeStages
+from edge.turns import EndOfTurnPolicy, FixedTimeoutPolicy, TurnTaker, TurnTimings
+from edge.vad import SileroVad, VadConfig
+from shared.audio import PROCESSING_RATE, Samples
+
+
+class PassThrough:
+    """No echo cancellation (``aec = "off"``): for a headset, or to compare."""
+
+    def process(self, mic: Samples, far: Samples) -> Samples:
+        return mic
+
+
+def end_of_turn_policy(s: EdgeSettings) -> EndOfTurnPolicy:
+    if s.endpointing == "timeout":
+        return FixedTimeoutPolicy(s.timeout_ms)
+    from edge.endpointing.detector import EndOfTurnPolicy as DetectorPolicy
+
+    return DetectorPolicy()
+
+
+def build_stages(s: EdgeSettings, *, echo_cancelling: bool = True) -> EdgeStages:
+    """The real stages: livekit/numpy AEC, silero VAD, sherpa-onnx ASR, prosody, policy."""
+    from edge.aec import EchoSettings, create_echo_canceller
+    from edge.asr import load_recognizer
+    from edge.prosody import ProsodyMeter
+
+    aec = (create_echo_canceller(EchoSettings(kind=s.aec, delay_ms=s.aec_delay_ms))
+           if echo_cancelling and s.aec != "off" else PassThrough())
+    vad = SileroVad(VadConfig(threshold=s.vad_threshold, min_speech_s=s.vad_min_speech_s,
+                              min_silence_s=s.vad_min_silence_s))
+    asr = load_recognizer(s.asr_engine, s.asr_model, num_threads=s.asr_threads)
+    timings = TurnTimings(partial_every=int(s.partial_interval_s * PROCESSING_RATE),
+                          continuation_window=int(s.continuation_window_s * PROCESSING_RATE),
+                          decode_at_end=not s.speculative_asr)
+    turns = TurnTaker(end_of_turn_policy(s), timings)
+    return EdgeStages(aec=aec, vad=vad, asr=asr, prosody=ProsodyMeter(), turns=turns)

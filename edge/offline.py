@@ -1,0 +1,66 @@
+"""``parley edge process``: the edge front end over recorded files, no cloud.
+
+The mic file (and, when given, what the speaker played meanwhile) runs through the same
+agent as live audio — AEC, VAD, turn-taking, ASR, prosody — in lockstep (each decode
+finishes before the next frame), as fast as the machine allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from edge.audio_io import FileDuplex
+from edge.config import EdgeSettings
+from edge.factory import build_stages
+from edge.pipeline import EdgeAgent, TurnRecord
+from shared.audio import PROCESSING_RATE, read_wav, write_wav
+from shared.errors import AudioInputError
+
+
+def process_files(mic: Path, far: Path | None, clean_out: Path | None,
+                  settings: EdgeSettings) -> dict[str, Any]:
+    """Segments with text and prosody, the real-time factor and the cost of each stage."""
+    mic_audio = read_wav(mic)
+    far_audio = read_wav(far) if far is not None else None
+    if far_audio is not None and far_audio.size == 0:
+        raise AudioInputError(f"{far} holds no audio samples")
+    # No cloud answers offline: no partial hypotheses to show, and a turn, once over, is never
+    # continued (live, a user resuming before hearing the reply continues their turn).
+    offline = settings.model_copy(update={"partial_interval_s": 0.0,
+                                          "continuation_window_s": 0.0})
+    stages = build_stages(offline, echo_cancelling=far_audio is not None)
+    device = FileDuplex(mic_audio, realtime=False, far=far_audio)
+    agent = EdgeAgent(device, stages, keep_clean=clean_out is not None, lockstep=True)
+    t0 = time.perf_counter()
+    asyncio.run(agent.run())
+    elapsed = time.perf_counter() - t0
+    if clean_out is not None:
+        write_wav(clean_out, agent.clean_track[: mic_audio.size])
+    audio_s = mic_audio.size / PROCESSING_RATE
+    segments = [segment(r) for r in sorted(agent.records.values(), key=lambda r: r.start)
+                if r.final_sent is not None and not r.cancelled]
+    return {
+        "segments": segments,
+        "audio_s": round(audio_s, 3),
+        "rtf": round(elapsed / audio_s, 4) if audio_s else 0.0,
+        "stage_ms": {k: round(v * 1000.0, 1) for k, v in agent.stage_s.items()},
+    }
+
+
+def segment(r: TurnRecord) -> dict[str, Any]:
+    prosody = r.prosody
+    return {
+        "start_s": round(r.start / PROCESSING_RATE, 3),
+        "end_s": round(r.speech_end / PROCESSING_RATE, 3),
+        "text": r.user_text,
+        "prosody": {
+            "f0_mean_hz": prosody.f0_mean_hz, "f0_range_hz": prosody.f0_range_hz,
+            "f0_final_slope_hz_per_s": prosody.f0_final_slope_hz_per_s,
+            "energy_db": prosody.energy_db, "speaking_rate_wps": prosody.speaking_rate_wps,
+            "pause_before_ms": prosody.pause_before_ms,
+        } if prosody is not None else {},
+        "eou_confidence": round(r.eou_confidence, 3),
+    }

@@ -1,0 +1,118 @@
+"""The end-of-turn evaluation set, the training script and ``parley bench endpointing``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edge.endpointing import material
+from edge.endpointing.eval_set import PAUSE_RANGE_S, build_set, load_set
+from shared.audio import PROCESSING_RATE
+
+_DIGEST = """
+import hashlib
+from edge.endpointing.eval_set import build_set
+items = build_set("train", 2, 4, seed=5)
+print(hashlib.sha256(b"".join(i.audio.tobytes() for i in items)).hexdigest())
+"""
+
+
+def test_a_set_built_in_a_fresh_process_is_the_same_every_time() -> None:
+    runs = [subprocess.run([sys.executable, "-c", _DIGEST], capture_output=True, text=True,
+                           check=True).stdout.strip() for _ in range(2)]
+    assert runs[0] == runs[1] and len(runs[0]) == 64
+
+
+def test_the_set_knows_its_speech_boundaries() -> None:
+    items = build_set("test", 3, 8, seed=5)
+    kinds = [i.kind for i in items]
+    assert kinds[:3] == ["complete"] * 3
+    assert set(kinds[3:]) == {"greeting", "filler", "conjunction", "list"}
+    for item in items:
+        level = np.abs(item.audio)
+        for span in item.spans:
+            assert level[span.start:span.end].max() > 0.01  # speech inside the span
+        for start, end in item.pauses:
+            seconds = (end - start) / PROCESSING_RATE
+            assert PAUSE_RANGE_S[0] - 0.01 <= seconds <= PAUSE_RANGE_S[1] + 0.01
+            assert level[start + 160:end - 160].max() < 0.01  # silence inside the pause
+        assert item.kind == "complete" or item.pauses
+
+
+def test_training_and_test_material_do_not_share_continuations() -> None:
+    for lists in (material.COMPLETE, material.QUESTIONS):
+        assert not set(lists["train"]) & set(lists["test"])
+    train_tails = {t[-1] for t in material.HANGING["train"] + material.MID_FILLERS["train"]}
+    test_tails = {t[-1] for t in material.HANGING["test"] + material.MID_FILLERS["test"]}
+    assert len(test_tails - train_tails) >= len(test_tails) - 1  # one shared demo-like turn
+
+
+def test_the_cached_set_is_the_built_set(tmp_path: Path) -> None:
+    built = load_set("train", 2, 2, seed=3, cache_dir=tmp_path)
+    cached = load_set("train", 2, 2, seed=3, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    for a, b in zip(built, cached, strict=True):
+        assert a.spans == b.spans and np.allclose(a.audio, b.audio, atol=1 / 32768)
+
+
+def test_training_is_deterministic() -> None:
+    from edge.endpointing.train import train
+    from edge.endpointing.transcripts import KnownTranscripts
+
+    items = build_set("train", 4, 8, seed=1)
+    first = train(KnownTranscripts(), "known words", items).to_json()
+    second = train(KnownTranscripts(), "known words", items).to_json()
+    assert first == second
+    assert 0.0 < first["speculative_threshold"] <= first["end_threshold"] < 1.0
+
+
+def test_bench_reports_the_detector_and_each_timeout_in_one_run() -> None:
+    from edge.endpointing.bench import bench_app
+
+    result = CliRunner().invoke(bench_app, ["--json", "--n-complete", "3", "--n-paused", "4",
+                                            "--known-text"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert set(report["rules"]) == {"detector", "timeout_0.2s", "timeout_0.5s", "timeout_0.8s"}
+    for rule in report["rules"].values():
+        assert {"premature_pct", "delay_median_ms", "delay_p95_ms"} <= set(rule)
+    assert report["rules"]["timeout_0.2s"]["delay_median_ms"] < report["rules"][
+        "timeout_0.8s"]["delay_median_ms"]
+    assert report["cost"]["detector_us_per_call"]["tick"] > 0
+    assert "passed" in report["acceptance"]
+
+
+def test_bench_refuses_an_empty_set() -> None:
+    from edge.endpointing.bench import bench_app
+
+    result = CliRunner().invoke(bench_app, ["--n-complete", "0", "--known-text"])
+    assert result.exit_code != 0
+
+
+@pytest.mark.parametrize("bad", ["1", "a,b", "0.1,0.2,0.3"])
+def test_bench_explains_a_bad_asr_cost(bad: str) -> None:
+    from edge.endpointing.bench import _parse_cost
+    from shared.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="FIXED,PER_SECOND"):
+        _parse_cost(bad)
+
+
+def test_the_vad_replay_stamps_events_from_each_items_start() -> None:
+    from edge.endpointing.bench import ENDPOINT_VAD
+    from edge.endpointing.simulate import VadReplay
+    from edge.vad import SileroVad
+
+    replay = VadReplay(SileroVad(ENDPOINT_VAD))
+    for item in build_set("test", 2, 2, seed=9):
+        events = replay.events(item)
+        assert events, item.item_id
+        first, last = events[0], events[-1]
+        assert abs(first.sample - item.spans[0].start) < 0.15 * PROCESSING_RATE
+        assert 0 < last.decided_at - item.speech_end < 0.3 * PROCESSING_RATE
