@@ -18,11 +18,15 @@ the defaults of :class:`ProsodyFeatures` (f0 values 0.0 mean "nothing voiced was
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from shared.audio import PROCESSING_RATE, Samples
+
+if TYPE_CHECKING:
+    from shared.protocol import Prosody
 
 Floats = npt.NDArray[np.float64]
 
@@ -79,7 +83,7 @@ class ProsodyFeatures:
         """True when some voiced speech was found (the f0 fields mean something)."""
         return self.voiced_s > 0.0
 
-    def to_message(self) -> object:
+    def to_message(self) -> Prosody:
         """The wire form (``shared.protocol.Prosody``), ``None`` where nothing was measured."""
         from shared.protocol import Prosody
 

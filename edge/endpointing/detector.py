@@ -15,12 +15,12 @@ half of the synthesized evaluation set and shipped in ``model.json``:
 P(end | text, prosody, pause) = sigmoid(logit_text_prosody - log S(pause)). The policy
 says *speculate* (send the final early; the cloud may start the reply, held back on the edge)
 when the probability clears a low threshold, and *commit* (the turn is over) when it clears
-the end threshold or the pause reaches the hard maximum. The probability at the commit is the
-``eou_confidence`` of ``transcript.final``.
+the end threshold or the pause reaches the hard maximum. The probability when the final is
+sent is its ``eou_confidence`` (below the end threshold: a speculative final).
 
-Sans-IO and stateless: the caller owns the clock. Cost per call: a dot product over 17
-features, a few set look-ups on the text and one interpolation (``parley bench endpointing``
-prints the microseconds).
+Sans-IO and stateless: the caller owns the clock. Cost per call: a dot product over 18
+features, a few set look-ups on the text (cached per transcript) and one interpolation
+(``parley bench endpointing`` prints the microseconds).
 """
 
 from __future__ import annotations

@@ -103,7 +103,8 @@ def text_cues(text: str | None) -> TextCues:
     words = tuple(w for w in _WORD.findall(raw.replace("\u2019", "'")))
     if " ".join(words) in _HALLUCINATIONS and not raw.endswith("?"):
         words = ()  # whisper's usual output for a breath or a click
-    return TextCues(words=words, ending=_ending(raw), last_class=_last_class(words),
+    ending = _ending(raw)
+    return TextCues(words=words, ending=ending, last_class=_last_class(words, ending),
                     greeting_only=_greeting_only(words), open_list=_open_list(raw),
                     fragment=_fragment(raw))
 
@@ -142,10 +143,12 @@ def _ending(raw: str) -> str:
     return ""
 
 
-def _last_class(words: tuple[str, ...]) -> str:
+def _last_class(words: tuple[str, ...], ending: str) -> str:
     if not words:
         return ""
     last = words[-1]
+    if last == "like" and ending == "question":
+        return ""  # "What's the weather like?"
     if words[-2:] in (("you", "know"), ("i", "mean")) or last in FILLERS - {"know", "mean"}:
         return "filler"
     if last in CONJUNCTIONS:

@@ -49,6 +49,8 @@ def spoken(text: str, voice: str = "en-us") -> ProsodyFeatures:
     ("What time do you close?", "question", "", False, False),
     ("Hello! What time do you close?", "question", "", False, False),
     ("Yes, please.", "sentence", "", False, False),
+    ("What's the weather like?", "question", "", False, False),
+    ("It's, like", "", "filler", False, False),
 ])
 def test_text_cues_read_how_the_partial_transcript_ends(
         text: str, ending: str, last: str, greeting: bool, open_list: bool) -> None:

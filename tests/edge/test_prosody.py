@@ -123,3 +123,14 @@ def test_pitch_track_is_empty_for_a_segment_shorter_than_a_frame() -> None:
               elements=st.floats(allow_nan=True, allow_infinity=True, width=32)))
 def test_any_buffer_gives_finite_features(audio: np.ndarray) -> None:
     assert finite(analyze(audio))
+
+
+def test_the_pipeline_meter_counts_words_and_keeps_the_pause_before() -> None:
+    from edge.prosody import ProsodyMeter
+
+    audio = espeak_utterance("Set a timer for fifteen minutes.").audio
+    p = ProsodyMeter().measure(audio, "Set a timer for fifteen minutes.", 420.0)
+    assert p.pause_before_s == pytest.approx(0.42)
+    assert p.speaking_rate_wps == pytest.approx(6 / p.speech_s)
+    wire = p.to_message()
+    assert wire.pause_before_ms == pytest.approx(420.0) and wire.f0_mean_hz is not None

@@ -83,7 +83,7 @@ def test_scenes_are_reproducible_and_seeds_differ() -> None:
     # scene is compared by what it is made of.
     a, b = build_scene("double_talk", 5), scene("double_talk", 5)
     assert a.room == b.room and a.near_texts == b.near_texts
-    assert abs(a.mic.size - b.mic.size) < 0.01 * PROCESSING_RATE
+    assert abs(a.mic.size - b.mic.size) < 0.05 * PROCESSING_RATE
     assert a.near_spans[0][0] == b.near_spans[0][0]
     assert scene("far_only", 1).room != scene("far_only", 2).room
 
