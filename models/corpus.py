@@ -133,7 +133,7 @@ def trim_silence(audio: Samples, threshold_db: float = -45.0, pad_s: float = 0.0
 
 
 def silence(seconds: float) -> Samples:
-    return np.zeros(int(round(seconds * PROCESSING_RATE)), dtype=np.float32)
+    return np.zeros(round(seconds * PROCESSING_RATE), dtype=np.float32)
 
 
 def piper_utterance(text: str, speed: float = 1.0) -> Utterance:
