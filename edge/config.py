@@ -25,7 +25,7 @@ class EdgeSettings(BaseSettings):
     aec_delay_ms: float | None = Field(default=None, ge=0, le=1000)
     # voice activity detection
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
-    vad_min_silence_s: float = Field(default=0.1, ge=0.03, le=2.0)
+    vad_min_silence_s: float = Field(default=0.03, ge=0.03, le=2.0)
     vad_min_speech_s: float = Field(default=0.03, ge=0.0, le=1.0)
     # speech recognition
     asr_engine: Literal["whisper", "streaming"] = "whisper"

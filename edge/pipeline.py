@@ -271,7 +271,7 @@ class EdgeAgent:
             prosody = self._timed("prosody", self.s.prosody.measure, audio, text, None)
             self._record(action.turn_id).asr_final = self._now()
         self._execute(self.s.turns.decoded(action.turn_id, action.upto, text, words, prosody,
-                                           action.final))
+                                           action.final, now=self._now()))
 
     def _send_final(self, a: SendFinal) -> None:
         rec = self._record(a.turn_id)
@@ -362,6 +362,8 @@ class EdgeAgent:
     def _now(self) -> int:
         """The current position on the mic timeline (samples)."""
         sample, at = self._clock
+        if self.lockstep:  # offline: the timeline only moves with the frames
+            return sample
         return sample + int((time.perf_counter() - at) * PROCESSING_RATE)
 
     def _timed(self, stage: str, fn, *args):  # type: ignore[no-untyped-def]

@@ -159,7 +159,8 @@ class TurnTaker:
         return [Decode(turn.turn_id, turn.start, decided_at, final=True)]
 
     def decoded(self, turn_id: int, upto: int, text: str, words: tuple[object, ...],
-                prosody: object | None, final: bool) -> list[Action]:
+                prosody: object | None, final: bool, now: int | None = None) -> list[Action]:
+        """A decode finished; with ``now`` (a final at a pause) the policy is asked at once."""
         turn = self.current
         if turn is None or turn.turn_id != turn_id:
             return []
@@ -168,7 +169,7 @@ class TurnTaker:
         if turn.speech_end is None or upto < (turn.pause_decided_at or 0):
             return []  # stale: the user spoke again since
         turn.decoded_upto, turn.text, turn.words, turn.prosody = upto, text, words, prosody
-        return []
+        return [] if now is None else self.tick(now, speaking=False)
 
     def tick(self, now: int, speaking: bool) -> list[Action]:
         """Called every ~50 ms with the current mic sample."""
