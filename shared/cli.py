@@ -45,7 +45,8 @@ class LazyGroup(TyperGroup):
     """A click group whose subcommands are imported on first use."""
 
     def __init__(self, *args: Any, lazy: dict[str, tuple[str, str, str]], **kw: Any) -> None:
-        super().__init__(*args, **kw)
+        # Plain (non-rich) help: rich help would import every command's module to list it.
+        super().__init__(*args, rich_markup_mode=None, **kw)
         self._lazy = lazy
 
     def list_commands(self, ctx: Any) -> list[str]:
@@ -75,6 +76,7 @@ class LazyGroup(TyperGroup):
         if isinstance(obj, TyperGroup):
             return obj
         command = typer.main.get_command(obj)
+        command.name = cmd_name
         command.help = command.help or help_text
         command.short_help = help_text
         return command
