@@ -25,7 +25,7 @@ def conversation_settings(s: CloudSettings) -> ConversationSettings:
         prosody=ProsodyPolicy(max_sentences=s.max_reply_sentences,
                               max_tokens=s.max_reply_tokens),
         clauses=ClausePolicy(max_sentences=s.max_reply_sentences),
-        chunk_ms=s.chunk_ms,
+        chunk_ms=s.chunk_ms, reply_mode=s.reply_mode,
     )
 
 

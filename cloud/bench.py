@@ -26,6 +26,7 @@ import typer
 
 from cloud.auth import issue_token
 from cloud.config import CloudSettings, load_settings
+from shared.cli import stdout_to_stderr
 from shared.errors import NetworkError
 from shared.link import Link, connect
 from shared.protocol import Error, Metrics, Prosody, TranscriptFinal, TtsChunk, TtsEnd
@@ -228,18 +229,19 @@ def cloud(
     settings: CloudSettings = load_settings(port=free_port() if url is None else None)
     secret = settings.secret()
     embedded = url is None
-    if url is None:
-        from cloud.cli import prepare, start_embedded
+    with stdout_to_stderr():  # Ray's processes print to our stdout: keep it for the report
+        if url is None:
+            from cloud.cli import prepare, start_embedded
 
-        prepare(settings)
-        start_embedded(settings)
-        url = f"http://{settings.host}:{settings.port}"
-    try:
-        report = asyncio.run(run_bench(url, secret, sessions, turns, context_turns,
-                                       idle_sessions))
-    finally:
-        if embedded:
-            from cloud import deployments
+            prepare(settings)
+            start_embedded(settings)
+            url = f"http://{settings.host}:{settings.port}"
+        try:
+            report = asyncio.run(run_bench(url, secret, sessions, turns, context_turns,
+                                           idle_sessions))
+        finally:
+            if embedded:
+                from cloud import deployments
 
-            deployments.stop()
+                deployments.stop()
     typer.echo(json.dumps(report) if as_json else json.dumps(report, indent=2))

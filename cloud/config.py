@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -47,10 +47,13 @@ class CloudSettings(BaseSettings):
     llm_instances: int = Field(4, ge=1)  # session-sticky llama.cpp instances per replica
     llm_spares: int = Field(2, ge=1)  # extra instances for summaries / preparing prefixes
     llm_threads: int = Field(1, ge=1)
+    # Threads for the steps of replies while other processes leave CPU cores idle (1: never
+    # more than llm_threads). Two threads make a first clause ~1.7x faster on an idle core.
+    llm_burst_threads: int = Field(2, ge=1)
     llm_context_tokens: int = Field(1024, ge=256)
     tts_voice: str | None = None  # a registry tts model name; default: the registry's
     tts_threads: int = Field(1, ge=1)
-    # First clauses on their own threads (LLM and TTS), the rest on threads of lower OS
+    # First clauses on their own speech thread (and voice), later clauses on one of lower OS
     # priority, so a new turn takes the CPU from other sessions' later clauses.
     priority_lanes: bool = False
     # conversation
@@ -61,6 +64,9 @@ class CloudSettings(BaseSettings):
     fold_after_turns: int = Field(4, ge=2)
     max_prompt_tokens: int = Field(600, ge=64)
     chunk_ms: int = Field(80, ge=10, le=500)
+    # "stream": speak each clause as soon as it is written; "naive": the whole reply, then one
+    # synthesis of all of it (the baseline `parley bench e2e` compares against).
+    reply_mode: Literal["stream", "naive"] = "stream"
     session_idle_s: float = Field(600.0, gt=0)  # a disconnected session is forgotten after
     # Ray Serve
     ray_num_cpus: int | None = None

@@ -1,8 +1,9 @@
 """The Ray Serve deployments of the cloud tier (the only module that imports ray).
 
-* ``LanguageModelDeployment`` — a ``ReplyService`` over a pool of llama.cpp instances; streams
-  *clauses* (never tokens) of each reply. Requests carry the session id as Serve's multiplexed
-  model id, so with several replicas a session keeps going to the replica holding its cache.
+* ``LanguageModelDeployment`` — a ``ReplyService`` over the sequences of one llama.cpp
+  context (stepped together in batches); streams *clauses* (never tokens) of each reply.
+  Requests carry the session id as Serve's multiplexed model id, so with several replicas a
+  session keeps going to the replica holding its cache.
 * ``SpeechDeployment`` — a ``SpeechService`` over the piper voice; one clause per call.
 * ``GatewayDeployment`` — the FastAPI ingress; hosts the sessions' aiortc peer connections and
   conversations, and reaches the two model deployments through handles.
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,7 +36,14 @@ from cloud.engines.llm import ChatMessage
 
 log = logging.getLogger(__name__)
 
+# The model replicas run their compute on a worker thread next to the replica's event loop.
+# Each call into llama.cpp / onnxruntime releases the GIL; getting it back waits up to one
+# switch interval (5 ms by default) whenever the event loop is busy: with a batch of several
+# tokens (several calls per step) that doubled a step's time. 1 ms keeps the wait short.
+MODEL_REPLICA_SWITCH_INTERVAL_S = 0.001
+
 VAULT_NAME = "parley_session_vault"
+WARM_UP_SESSION = "parley-warm-up"
 VAULT_NAMESPACE = "parley"
 
 
@@ -47,22 +56,26 @@ class LanguageModelDeployment:
     """Clause streams from a session-sticky pool of llama.cpp instances."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        from cloud.engines.llm import LlamaCppModel
+        from cloud.engines.llama import LlamaEngine
         from cloud.engines.reply import ReplyService
 
         s = _settings(settings)
-        from cloud.engines.worker import split_lanes
-
-        models = [LlamaCppModel(s.llm_model_path, n_ctx=s.llm_context_tokens,
-                                n_threads=s.llm_threads)
-                  for _ in range(s.llm_instances + s.llm_spares)]
-        self.service = ReplyService(models, spares=s.llm_spares,
-                                    lanes=split_lanes(s.priority_lanes))
-        self.service.warm_up([ChatMessage("system", s.system_prompt)])
+        sys.setswitchinterval(MODEL_REPLICA_SWITCH_INTERVAL_S)
+        self.engine = LlamaEngine(s.llm_model_path, sequences=s.llm_instances + s.llm_spares,
+                                  n_ctx=s.llm_context_tokens, n_threads=s.llm_threads)
+        self.service = ReplyService(self.engine.models, spares=s.llm_spares,
+                                    burst_threads=s.llm_burst_threads)
+        # Every session's prompt starts with the system prompt and the opening of a user
+        # message (the empty content and its end marker are not reused).
+        self.service.warm_up([ChatMessage("system", s.system_prompt), ChatMessage("user", "")])
 
     @serve.multiplexed(max_num_models_per_replica=64)
     async def _session_slot(self, session_id: str) -> str:
         return session_id  # registers the session with this replica (routing affinity)
+
+    async def ready(self) -> bool:
+        """A no-op: a caller's first request sets up its route to this replica."""
+        return True
 
     async def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
         await self._session_slot(serve.get_multiplexed_model_id() or request.session_id)
@@ -83,6 +96,7 @@ class LanguageModelDeployment:
 
     def __del__(self) -> None:
         self.service.close()
+        self.engine.close()
 
 
 @serve.deployment(max_ongoing_requests=128, ray_actor_options={"num_cpus": 1})
@@ -95,11 +109,16 @@ class SpeechDeployment:
         from cloud.engines.worker import split_lanes
 
         s = _settings(settings)
+        sys.setswitchinterval(MODEL_REPLICA_SWITCH_INTERVAL_S)
         lanes = split_lanes(s.priority_lanes)
         voices = [PiperSynthesizer.from_registry(s.tts_voice, num_threads=s.tts_threads)
                   for _ in lanes]
         self.service = SpeechService(voices, lanes=lanes)
         self.service.warm_up()
+
+    async def ready(self) -> bool:
+        """A no-op: a caller's first request sets up its route to this replica."""
+        return True
 
     async def speak(self, request: SpeechRequest) -> SpeechAudio:
         return await self.service.speak(request)
@@ -213,8 +232,9 @@ class HandleSpeechSource(SpeechSource):
 class GatewayDeployment:
     """FastAPI ingress hosting the WebRTC sessions of this replica."""
 
-    def __init__(self, llm: DeploymentHandle, tts: DeploymentHandle,
-                 settings: dict[str, Any]) -> None:
+    async def __init__(self, llm: DeploymentHandle, tts: DeploymentHandle,  # type: ignore[misc]
+                       settings: dict[str, Any]) -> None:
+        # (Serve awaits an async constructor; the replica is ready once it returns.)
         from cloud.app import conversation_settings
         from cloud.gateway import GatewayMetrics, GatewayPolicy
         from cloud.sessions import SessionHub
@@ -224,10 +244,12 @@ class GatewayDeployment:
         self.policy = GatewayPolicy(secret=s.secret(), max_offer_bytes=s.max_offer_bytes,
                                     offers_per_minute=s.offers_per_minute,
                                     offer_burst=s.offer_burst)
-        self.hub = SessionHub(HandleReplySource(llm), HandleSpeechSource(tts),
-                              VaultContextStore(session_vault()), conversation_settings(s),
-                              max_sessions=s.max_sessions, idle_s=s.session_idle_s,
-                              on_turn=self.metrics.on_turn, on_error=self.metrics.on_error)
+        store = VaultContextStore(session_vault())
+        self.hub = SessionHub(HandleReplySource(llm), HandleSpeechSource(tts), store,
+                              conversation_settings(s), max_sessions=s.max_sessions,
+                              idle_s=s.session_idle_s, on_turn=self.metrics.on_turn,
+                              on_error=self.metrics.on_error)
+        await _warm_routes(llm, tts, store)
 
     def __serve_build_asgi_app__(self) -> Any:
         from cloud.gateway import build_gateway_app
@@ -238,6 +260,21 @@ class GatewayDeployment:
         # Serve awaits this on shutdown: close the peer connections; the vault keeps the
         # sessions' state, so their edges resume on another replica.
         await self.hub.close()
+
+
+async def _warm_routes(llm: DeploymentHandle, tts: DeploymentHandle,
+                       store: VaultContextStore) -> None:
+    """The first call through a handle (or to the vault) sets up its route and connection,
+    tens of milliseconds that would otherwise land on the first user's first turn."""
+    import aiortc  # noqa: F401 - imported now rather than at the first session's offer
+
+    await store.load(WARM_UP_SESSION)
+    await tts.ready.remote()
+    # A one-token reply takes the streaming, session-routed path a turn takes. (Its "session"
+    # holds a model instance only until a real session needs one: it is the least recent.)
+    request = ReplyRequest(WARM_UP_SESSION, 0, (ChatMessage("user", "Hi"),), max_tokens=1)
+    async for _ in HandleReplySource(llm).reply(request):
+        pass
 
 
 def deployment_options(s: CloudSettings) -> dict[str, dict[str, Any]]:

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from cloud.conversation.context import DEFAULT_SYSTEM_PROMPT
-from cloud.engines.llm import ChatMessage, LlamaCppModel, SamplingParams, chat_once
+from cloud.engines.llama import LlamaEngine
+from cloud.engines.llm import ChatMessage, SamplingParams, chat_once
 
 app = typer.Typer(no_args_is_help=True, help="The language model.")
 
@@ -28,7 +29,7 @@ def chat(
     as_json: bool = typer.Option(False, "--json", help='Print {"text","ttft_ms","tokens_per_s"}.'),
 ) -> None:
     """Answer TEXT once and report the time to the first token and the token rate."""
-    llm = LlamaCppModel(model, n_threads=threads)
+    llm = LlamaEngine(model, n_threads=threads).models[0]
     llm.warm_up()
     messages = [ChatMessage("system", system), ChatMessage("user", text)]
     result = chat_once(llm, messages, SamplingParams(max_tokens=max_tokens))

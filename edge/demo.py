@@ -10,12 +10,9 @@ latency waterfall. ``--live`` uses this machine's microphone and speaker instead
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +20,7 @@ import typer
 
 from edge.config import EdgeSettings, load_settings
 from edge.session import DemoResult, run_file_session
+from shared.cli import stdout_to_stderr
 
 demo_app = typer.Typer(help="Speak to a local cloud tier through a file-mode edge.")
 
@@ -87,20 +85,6 @@ class local_cloud:
         from cloud import deployments
 
         deployments.stop()
-
-
-@contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """Ray's processes print to the driver's stdout; keep stdout for our own output."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def quiet_ray_logs() -> None:

@@ -21,9 +21,10 @@ from typing import Annotated, Any
 import typer
 
 from edge.config import EdgeSettings, load_settings
-from edge.demo import WATERFALL, local_cloud, stdout_to_stderr, summary
+from edge.demo import WATERFALL, local_cloud, summary
 from edge.scenes import bench_scenes
 from edge.session import DemoResult, run_file_session
+from shared.cli import stdout_to_stderr
 
 bench_app = typer.Typer(help="End-to-end latency against a naive cascade.")
 

@@ -5,6 +5,8 @@ holds ``first_min_words`` words, or at a word boundary after ``first_max_words``
 punctuation comes. Later clauses are cut at sentence ends, at clause punctuation once they hold
 ``min_words``, or at a word boundary after ``max_words``. The segmenter counts sentences and
 reports ``done`` once ``max_sentences`` are out, so the caller can stop generating.
+``raw_out`` keeps the clauses as generated (newlines, markdown): the text that, put back in
+the next prompt, matches what the model's cache holds.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class ClausePolicy:
     """Where clauses may be cut, and how many sentences a reply may have."""
 
     first_min_words: int = 2
-    first_max_words: int = 6
+    first_max_words: int = 4
     min_words: int = 4
     max_words: int = 10
     max_sentences: int = 3
@@ -35,7 +37,9 @@ class ClauseSegmenter:
 
     def __init__(self, policy: ClausePolicy | None = None) -> None:
         self.policy = policy or ClausePolicy()
-        self._buffer = ""
+        self._buffer = ""  # newlines made spaces
+        self._raw = ""  # the same text as generated
+        self.raw_out = ""  # the generated text of every clause returned so far
         self.clauses_out = 0
         self.sentences_out = 0
 
@@ -49,22 +53,28 @@ class ClauseSegmenter:
         if self.done:
             return []
         self._buffer += text.replace("\n", " ")
+        self._raw += text
         out: list[str] = []
         while not self.done and (cut := self._find_cut()) is not None:
-            clause, self._buffer = self._buffer[:cut], self._buffer[cut:]
-            self._emit(clause, out)
+            self._emit(cut, out)
         return out
 
     def flush(self) -> list[str]:
         """The end of the reply: whatever is left, as one last clause (if it has words)."""
-        rest, self._buffer = self._buffer, ""
         out: list[str] = []
         if not self.done:
-            self._emit(rest, out)
+            self._emit(len(self._buffer), out)
+        self.drop_rest()
         return out
 
-    def _emit(self, raw: str, out: list[str]) -> None:
-        clause = clean_clause(raw)
+    def drop_rest(self) -> None:
+        """Forget the text not cut into a clause (a reply cut short keeps whole sentences)."""
+        self._buffer = self._raw = ""
+
+    def _emit(self, cut: int, out: list[str]) -> None:
+        clause = clean_clause(self._buffer[:cut])
+        self.raw_out += self._raw[:cut]
+        self._buffer, self._raw = self._buffer[cut:], self._raw[cut:]
         if not clause:
             return
         out.append(clause)

@@ -48,6 +48,7 @@ class ReplyDone:
     ttft_ms: float  # request received -> first token, in the model service
     queue_ms: float  # request received -> first step run (waiting for the model)
     finish: str  # "stop" | "length" | "sentences"
+    raw_text: str = ""  # the clauses as the model wrote them (for the next prompt)
 
 
 ReplyEvent = Clause | ReplyDone

@@ -52,6 +52,7 @@ class ConversationSettings:
     prosody: ProsodyPolicy = field(default_factory=ProsodyPolicy)
     clauses: ClausePolicy = field(default_factory=ClausePolicy)
     chunk_ms: int = 80
+    reply_mode: str = "stream"  # or "naive": see TurnPlan
 
 
 @dataclass
@@ -111,8 +112,7 @@ class Conversation:
             return
         self._stop_prefill()
         messages = (*self.context.prefix(), ChatMessage("user", text))
-        self._prefill = self._spawn(self._quietly(
-            self._replies.prefill(self.session_id, messages, self.context.version)))
+        self._prefill = self._spawn(self._prefill_quietly(messages, self.context.version))
 
     def _stop_prefill(self) -> None:
         if self._prefill is not None and not self._prefill.done():
@@ -135,7 +135,7 @@ class Conversation:
             clauses=dataclasses.replace(self.settings.clauses,
                                         max_sentences=style.max_sentences),
             tts_speed=style.tts_speed, sample_rate=self.sample_rate,
-            chunk_ms=self.settings.chunk_ms,
+            chunk_ms=self.settings.chunk_ms, reply_mode=self.settings.reply_mode,
         )
         record = TurnRecord(turn_id=final.turn_id, started=time.monotonic())
         task = asyncio.create_task(self._run(plan, record))
@@ -238,12 +238,11 @@ class Conversation:
         if self.context.apply_fold(request, summary):
             self._spawn(self.persist())
 
-    @staticmethod
-    async def _quietly(coro: Any) -> None:
+    async def _prefill_quietly(self, messages: tuple[ChatMessage, ...], version: int) -> None:
         try:
-            await coro
+            await self._replies.prefill(self.session_id, messages, version)
         except Exception as exc:  # best effort: the final prompt just prefills more
-            log.debug("partial prefill failed: %s", exc)
+            log.debug("prefill failed: %s", exc)
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro)

@@ -44,6 +44,9 @@ class TurnPlan:
     tts_speed: float
     sample_rate: int
     chunk_ms: int = 80
+    # "stream": each clause is spoken as soon as it is written. "naive" (the baseline of
+    # `parley bench e2e`): the whole reply text first, then one synthesis of all of it.
+    reply_mode: str = "stream"
 
 
 @dataclass(slots=True)
@@ -69,6 +72,10 @@ class TurnRecord:
 
     @property
     def reply_text(self) -> str:
+        """The reply: as the model wrote it when it completed (the next prompt then matches
+        the model's cache), else the clauses received."""
+        if self.done is not None and self.done.raw_text.strip():
+            return self.done.raw_text.strip()
         return " ".join(self.clauses)
 
     def stages_ms(self, now: float) -> dict[str, float]:
@@ -112,12 +119,17 @@ async def _generate(plan: TurnPlan, replies: ReplySource, speech: SpeechSource, 
                            messages=plan.messages, max_tokens=plan.max_tokens,
                            prefix_version=plan.prefix_version, clauses=plan.clauses)
     stream = replies.reply(request)
+    held: list[str] = []
     async with contextlib.aclosing(stream):  # type: ignore[type-var]
         async for event in stream:
             if isinstance(event, ReplyDone):
                 record.done = event
-                continue
-            _on_clause(plan, speech, record, event, pending, tasks)
+            elif plan.reply_mode == "naive":
+                held.append(event.text)
+            else:
+                _on_clause(plan, speech, record, event, pending, tasks)
+    if held:
+        _on_clause(plan, speech, record, Clause(0, " ".join(held), 0.0), pending, tasks)
     await pending.put(None)
 
 

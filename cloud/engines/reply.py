@@ -3,11 +3,12 @@
 Each session sticks to one model instance (its KV cache keeps the session's prompt prefix, so a
 turn only prefills what is new). Spare instances do the background work (context summaries, and
 preparing a session's folded prefix, adopted by its next turn), so it never evicts a session's
-cache. Replies run on one :class:`StepWorker`:
-turns that have not produced their first clause go first (``URGENT``), then the rest of the
-replies (``NORMAL``) interleaved token by token. Background work runs on a second worker whose
-thread has a low OS priority, so it uses the CPU only when replies and speech leave it idle.
-Tokens are cut into clauses here, so only clauses leave the service.
+cache. Everything runs on one :class:`StepWorker` thread: turns that have not produced their
+first clause go first (``URGENT``, oldest first), then the rest of the replies (``NORMAL``),
+then background work, which so only uses the model when no reply needs it. When the instances
+are sequences of one context (a ``ModelGroup``), the replies in progress advance together, one
+token each per step (one batch). Tokens are cut into clauses here, so only clauses leave the
+service.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -27,16 +29,16 @@ from cloud.conversation.ports import (
     ReplyRequest,
     ReplySource,
 )
-from cloud.engines.llm import ChatMessage, LanguageModel, SamplingParams, TokenStream
-from cloud.engines.worker import (
-    BACKGROUND,
-    NORMAL,
-    URGENT,
-    Job,
-    Lane,
-    ResourceLocks,
-    StepWorker,
+from cloud.engines.cpu import threads_for_burst
+from cloud.engines.llm import (
+    ChatMessage,
+    LanguageModel,
+    ModelGroup,
+    SamplingParams,
+    TokenStream,
 )
+from cloud.engines.worker import BACKGROUND, NORMAL, URGENT, Batch, Job, StepWorker
+from shared.errors import EngineError
 
 
 class ModelPool:
@@ -119,35 +121,128 @@ class _Emitter:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
 
 
-class _ReplyJob(Job):
-    def __init__(self, model: LanguageModel, request: ReplyRequest, emit: _Emitter) -> None:
-        super().__init__(URGENT, resource=id(model))
-        self._model = model
+class _StreamJob(Job):
+    """A job that advances one token stream on one model instance."""
+
+    def __init__(self, priority: int, model: LanguageModel, batch: Batch | None) -> None:
+        super().__init__(priority, resource=id(model))
+        self.model = model
+        self.batch = batch
+        self.stream: TokenStream | None = None
+        self.received = time.perf_counter()
+        self.first_step: float | None = None
+
+    @property
+    def queue_ms(self) -> float:
+        """How long the job waited for its first step."""
+        return ((self.first_step or time.perf_counter()) - self.received) * 1000.0
+
+    def stepping(self) -> TokenStream:
+        """The stream, about to be stepped."""
+        if self.first_step is None:
+            self.first_step = time.perf_counter()
+        return self.open()
+
+    def open(self) -> TokenStream:
+        """The job's stream, started when the worker first looks at it (tokenizing the
+        prompt: no compute yet)."""
+        if self.stream is None:
+            self.stream = self._start()
+        return self.stream
+
+    @abstractmethod
+    def _start(self) -> TokenStream:
+        """Start the stream (tokenizes the prompt; no compute)."""
+
+    @abstractmethod
+    def absorb(self, piece: str | None) -> bool:
+        """Take what one step of the stream returned; True once the job is finished."""
+
+    def step(self) -> bool:
+        return self.absorb(self.stepping().step())
+
+
+class _GroupBatch(Batch):
+    """Jobs on the instances of one ``ModelGroup``, stepped together.
+
+    A turn still waiting for its first clause (``URGENT``) steps alone, oldest first: on a
+    loaded CPU a batch costs nearly as much per token as single steps, so sharing steps would
+    only delay the oldest first clause. The rest of the replies (``NORMAL``) and background
+    work advance together, a token per job per step (their prompt chunks only when the lead
+    evaluates a prompt itself). ``budgets`` caps the prompt tokens of a step by the lead's
+    priority. Reply steps use up to ``burst_threads`` threads while cores are idle."""
+
+    def __init__(self, group: ModelGroup, budgets: dict[int, int], burst_threads: int) -> None:
+        self._group = group
+        self._budgets = budgets
+        self._burst = burst_threads
+
+    def choose(self, lead: Job, candidates: Sequence[Job]) -> list[Job]:
+        if lead.priority == URGENT:
+            return []
+        lead_prompts = _prompt_left(lead) > 0
+        return [job for job in candidates if job.priority == lead.priority
+                and (lead_prompts or _prompt_left(job) == 0)]
+
+    def step(self, jobs: Sequence[Job]) -> list[bool | BaseException]:
+        outcomes: list[bool | BaseException] = [True] * len(jobs)
+        stepping: list[tuple[int, _StreamJob, TokenStream]] = []
+        for i, job in enumerate(jobs):
+            assert isinstance(job, _StreamJob)
+            try:
+                stepping.append((i, job, job.stepping()))
+            except EngineError as exc:
+                outcomes[i] = exc
+        budget = self._budgets.get(jobs[0].priority, 16)
+        self._group.use_threads(self._threads(jobs[0], stepping))
+        results = self._group.step_together([s for _, _, s in stepping], budget)
+        for (i, job, _), result in zip(stepping, results, strict=True):
+            outcomes[i] = result if isinstance(result, EngineError) else job.absorb(result)
+        return outcomes
+
+    def _threads(self, lead: Job, stepping: list[tuple[int, _StreamJob, TokenStream]],
+                 ) -> int | None:
+        """More threads for the replies' steps while other processes leave cores idle (a
+        first clause sooner; the rest done sooner, so the next first clause waits less);
+        background work keeps to the configured count."""
+        if lead.priority == BACKGROUND or self._burst <= 1:
+            return None
+        prompts = bool(stepping) and stepping[0][2].prompt_left > 0
+        return threads_for_burst(self._burst, PROMPT_BURST_PATIENCE_S if prompts else 0.0)
+
+
+def _prompt_left(job: Job) -> int:
+    assert isinstance(job, _StreamJob)
+    return job.open().prompt_left
+
+
+class _ReplyJob(_StreamJob):
+    def __init__(self, model: LanguageModel, request: ReplyRequest, emit: _Emitter,
+                 batch: Batch | None) -> None:
+        super().__init__(URGENT, model, batch)
         self._request = request
         self._emit = emit
         self._segmenter = ClauseSegmenter(request.clauses)
-        self._stream: TokenStream | None = None
-        self._received = time.perf_counter()
-        self._queue_ms = 0.0
         self._ttft_ms: float | None = None
 
-    def step(self) -> bool:
-        if self._stream is None:
-            self._queue_ms = self._ms()
-            params = SamplingParams(max_tokens=self._request.max_tokens)
-            self._stream = self._model.start(self._request.messages, params)
-        piece = self._stream.step()
+    def _start(self) -> TokenStream:
+        params = SamplingParams(max_tokens=self._request.max_tokens)
+        return self.model.start(self._request.messages, params)
+
+    def absorb(self, piece: str | None) -> bool:
+        stream = self.open()
         if piece is None:
-            cut_short = self._at_limit()
-            rest = self._segmenter.flush()
-            if not (cut_short and self._segmenter.sentences_out):
-                self._send_clauses(rest)  # but never end on half a sentence after a whole one
+            cut_short = stream.generated_tokens >= self._request.max_tokens
+            if cut_short and self._segmenter.sentences_out:
+                self._segmenter.drop_rest()  # never end on half a sentence after a whole one
+            else:
+                self._send_clauses(self._segmenter.flush())
             return self._done("length" if cut_short else "stop")
         if piece and self._ttft_ms is None:
             self._ttft_ms = self._ms()
         self._send_clauses(self._segmenter.push(piece))
         if self._segmenter.done:
-            self._stream.close()
+            stream.close()
             return self._done("sentences")
         return False
 
@@ -157,78 +252,96 @@ class _ReplyJob(Job):
             self._emit.put(Clause(index=first_index + offset, text=text, at_ms=self._ms()))
             self.priority = NORMAL
 
-    def _at_limit(self) -> bool:
-        return self._stream is not None and \
-            self._stream.generated_tokens >= self._request.max_tokens
-
     def _done(self, finish: str) -> bool:
-        stream = self._stream
-        assert stream is not None
+        stream = self.open()
         self._emit.put(ReplyDone(prompt_tokens=stream.prompt_tokens,
                                  cached_tokens=stream.cached_tokens,
                                  generated_tokens=stream.generated_tokens,
-                                 ttft_ms=self._ttft_ms or self._ms(), queue_ms=self._queue_ms,
-                                 finish=finish))
+                                 ttft_ms=self._ttft_ms or self._ms(),
+                                 queue_ms=self.queue_ms, finish=finish,
+                                 raw_text=self._segmenter.raw_out))
         return True
 
     def finished(self, error: BaseException | None) -> None:
-        if self._stream is not None:
-            self._stream.close()
+        if self.stream is not None:
+            self.stream.close()
         if error is not None:
             self._emit.put(error)
 
     def _ms(self) -> float:
-        return (time.perf_counter() - self._received) * 1000.0
+        return (time.perf_counter() - self.received) * 1000.0
 
 
-class _CollectJob(Job):
-    """Background generation or prefill on a spare instance; its result is the whole text.
-    ``on_done`` runs on the worker thread once it completed (before the caller hears)."""
+class _CollectJob(_StreamJob):
+    """Background generation or prefill (often on a spare instance); its result is the whole
+    text. ``on_done`` runs on the worker thread once it completed (before the caller hears)."""
 
     def __init__(self, model: LanguageModel, stream_factory: Any, emit: _Emitter,
-                 on_done: Any = None) -> None:
-        super().__init__(BACKGROUND, resource=id(model))
-        self._model = model
+                 batch: Batch | None, on_done: Any = None) -> None:
+        super().__init__(BACKGROUND, model, batch)
         self._factory = stream_factory
         self._on_done = on_done
-        self._stream: TokenStream | None = None
         self._pieces: list[str] = []
         self.emit = emit
 
-    def step(self) -> bool:
-        if self._stream is None:
-            self._stream = self._factory(self._model)
-        piece = self._stream.step()
+    def _start(self) -> TokenStream:
+        stream: TokenStream = self._factory(self.model)
+        return stream
+
+    def absorb(self, piece: str | None) -> bool:
         if piece is None:
             return True
         self._pieces.append(piece)
         return False
 
     def finished(self, error: BaseException | None) -> None:
-        if self._stream is not None:
-            self._stream.close()
+        if self.stream is not None:
+            self.stream.close()
         if error is None and not self.cancelled and self._on_done is not None:
             self._on_done()
         self.emit.put(error if error is not None else "".join(self._pieces).strip())
 
 
+# Tokens per step, by the priority of the job leading the step: a first clause takes its
+# whole new prompt at once; background prompts go in small chunks, so a new turn arriving
+# meanwhile waits little for the step in progress.
+STEP_BUDGETS = {URGENT: 32, NORMAL: 16, BACKGROUND: 8}
+# Before a prompt step (the costliest), a core found busy is looked at again after this long:
+# two threads save ~80 ms on a first clause's prompt.
+PROMPT_BURST_PATIENCE_S = 0.001
+
+
 class ReplyService(ReplySource):
-    """Clause streams, summaries and cache warming over a pool of model instances."""
+    """Clause streams, summaries and cache warming over a pool of model instances, all run by
+    one worker thread (the instances may share one compute context)."""
 
     def __init__(self, models: Sequence[LanguageModel], spares: int = 1, name: str = "llm",
-                 lanes: tuple[Lane, ...] = (Lane(),)) -> None:
+                 budgets: dict[int, int] | None = None, burst_threads: int = 1) -> None:
+        """``burst_threads``: threads a reply's steps may use while CPU cores are idle (for
+        instances that share a ``ModelGroup``)."""
         self.pool = ModelPool(models, spares)
-        locks = ResourceLocks()
-        self._worker = StepWorker(name, locks, lanes)
-        # Background work yields the CPU to replies and to speech synthesis.
-        self._background = StepWorker(f"{name}-background", locks,
-                                      (Lane((BACKGROUND,), nice=10),))
+        budgets = budgets or STEP_BUDGETS
+        self._batches: dict[int, Batch] = {}
+        for model in models:
+            if model.group is not None and id(model.group) not in self._batches:
+                self._batches[id(model.group)] = _GroupBatch(model.group, budgets,
+                                                             burst_threads)
+        self._burst = burst_threads
+        self._prefills: dict[int, _CollectJob] = {}  # id(instance) -> its prefill job
+        self._worker = StepWorker(name)
+
+    def _batch(self, model: LanguageModel) -> Batch | None:
+        return self._batches.get(id(model.group)) if model.group is not None else None
 
     def warm_up(self, prefix: Sequence[ChatMessage] = ()) -> None:
         """Pay start-up costs now, and put the prompt prefix every session shares (the system
         prompt) in each instance's cache, so a session's first turn only prefills its words.
         Call before serving requests."""
         for model in self.pool.models:
+            if model.group is not None and self._burst > 1:  # start the extra threads too
+                model.group.use_threads(self._burst)
+                model.warm_up()
+                model.group.use_threads(None)
             model.warm_up()
             if prefix:
                 stream = model.warm(prefix)
@@ -238,7 +351,10 @@ class ReplyService(ReplySource):
     async def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
         emit = _Emitter()
         model = self.pool.for_session(request.session_id, request.prefix_version)
-        job = _ReplyJob(model, request, emit)
+        prefill = self._prefills.pop(id(model), None)
+        if prefill is not None:  # it holds the instance; what it evaluated stays cached
+            prefill.cancel()
+        job = _ReplyJob(model, request, emit, self._batch(model))
         self._worker.submit(job)
         try:
             while True:
@@ -256,32 +372,36 @@ class ReplyService(ReplySource):
                         max_tokens: int) -> str:
         params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
         model, _ = self.pool.spare()
-        return await self._collect(
-            _CollectJob(model, lambda m: m.start(messages, params), _Emitter()))
+        return await self._collect(_CollectJob(model, lambda m: m.start(messages, params),
+                                               _Emitter(), self._batch(model)))
 
     async def warm(self, session_id: str, messages: tuple[ChatMessage, ...],
                    version: int) -> None:
         model, claim = self.pool.spare()
         await self._collect(_CollectJob(
-            model, lambda m: m.warm(messages), _Emitter(),
+            model, lambda m: m.warm(messages), _Emitter(), self._batch(model),
             on_done=lambda: self.pool.prepared(model, claim, (session_id, version))))
 
     async def prefill(self, session_id: str, messages: tuple[ChatMessage, ...],
                       version: int) -> None:
-        # On the session's own instance, so on the reply worker (normal OS priority): a reply
-        # that needs the instance never waits behind a starved low-priority thread.
+        # On the session's own instance: the session's next reply cancels it (its request
+        # may arrive before the cancellation of this one does).
         model = self.pool.for_session(session_id, version)
-        job = _CollectJob(model, lambda m: m.warm(messages), _Emitter())
-        await self._collect(job, self._worker)
+        job = _CollectJob(model, lambda m: m.warm(messages), _Emitter(), self._batch(model))
+        self._prefills[id(model)] = job
+        try:
+            await self._collect(job)
+        finally:
+            if self._prefills.get(id(model)) is job:
+                del self._prefills[id(model)]
 
-    async def _collect(self, job: _CollectJob, worker: StepWorker | None = None) -> str:
-        worker = worker or self._background
-        worker.submit(job)
+    async def _collect(self, job: _CollectJob) -> str:
+        self._worker.submit(job)
         try:
             item = await job.emit.queue.get()
         finally:
             job.cancel()
-            worker.wake()
+            self._worker.wake()
         if isinstance(item, BaseException):
             raise item
         return str(item)
@@ -291,4 +411,4 @@ class ReplyService(ReplySource):
 
     def close(self) -> None:
         self._worker.stop()
-        self._background.stop()
+

@@ -77,9 +77,11 @@ class SpeechService(SpeechSource):
             raise ValueError("a speech service needs one lane per synthesizer")
         self._worker = StepWorker(name, lanes=lanes)
 
-    def warm_up(self) -> None:
+    def warm_up(self, sample_rate: int = 16000) -> None:
+        """Pay first-use costs (first inference, the resampler) before the first request."""
         for voice in self.synthesizers:
             voice.warm_up()
+            float_to_pcm16(resample(voice.synthesize("Hi."), voice.sample_rate, sample_rate))
 
     async def speak(self, request: SpeechRequest) -> SpeechAudio:
         loop = asyncio.get_running_loop()

@@ -6,9 +6,11 @@ short steps (a prompt chunk or one token for the LLM; a clause for TTS). Before 
 worker picks the job with the lowest ``priority``: a turn still waiting for its first clause
 (``URGENT``) goes first, and urgent and background jobs run in arrival order (the oldest urgent
 job finishes first, so its speech synthesis can start while the next one generates); ``NORMAL``
-jobs take turns, so the replies of several sessions interleave token by token. A job may claim
-a ``resource`` (a model instance): no other job steps on it until the job finishes, on any
-worker sharing the same ``ResourceLocks``. Cancelling a job takes effect before its next step.
+jobs take turns, so the replies of several sessions interleave token by token. Jobs of one
+``Batch`` (e.g. sequences of one llama.cpp context) step *together*: the most urgent job leads
+and the batch chooses which other runnable jobs join its step. A job may claim a ``resource``
+(a model instance): no other job steps on it until the job finishes, on any worker sharing the
+same ``ResourceLocks``. Cancelling a job takes effect before its next step.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,8 @@ URGENT, NORMAL, BACKGROUND = 0, 1, 2
 
 class Job(ABC):
     """A unit of work run by a :class:`StepWorker` in one or more steps."""
+
+    batch: Batch | None = None  # jobs of the same batch may step together
 
     def __init__(self, priority: int, resource: Hashable | None = None) -> None:
         self.priority = priority
@@ -46,6 +50,20 @@ class Job(ABC):
 
     def finished(self, error: BaseException | None) -> None:  # noqa: B027 - optional hook
         """Called on the worker thread once the job ends, was cancelled, or failed."""
+
+
+class Batch(ABC):
+    """Jobs that can advance together, in one step (one call to the compute they share)."""
+
+    def choose(self, lead: Job, candidates: Sequence[Job]) -> list[Job]:
+        """The ``candidates`` (runnable jobs of this batch, most urgent first) that step
+        with ``lead``; by default all of them."""
+        return list(candidates)
+
+    @abstractmethod
+    def step(self, jobs: Sequence[Job]) -> list[bool | BaseException]:
+        """One step of every job (``jobs[0]`` leads); per job: whether it finished, or the
+        error that ended it."""
 
 
 class ResourceLocks:
@@ -143,41 +161,58 @@ class StepWorker:
             _lower_thread_priority(lane.nice)
         while True:
             with self._cond:
-                job = self._pick(lane)
-                while job is None and not self._stopped:
+                jobs = self._pick(lane)
+                while not jobs and not self._stopped:
                     # Eligible jobs may wait for a resource another worker holds: look again
                     # soon; otherwise sleep until a submit, a finished step or a wake.
                     waiting = any(j.priority in lane.priorities and j not in self._running
                                   for j in self._jobs)
                     self._cond.wait(timeout=0.005 if waiting else None)
-                    job = self._pick(lane)
-                if job is None:
+                    jobs = self._pick(lane)
+                if not jobs:
                     return
-                job.turn = next(self._clock)
-                self._running.add(job)
-            self._run_step(job)
+                for job in jobs:
+                    job.turn = next(self._clock)
+                    self._running.add(job)
+            self._run_step(jobs)
 
-    def _pick(self, lane: Lane) -> Job | None:
-        """Drop cancelled jobs; return the lane's most urgent runnable job (lock held)."""
+    def _pick(self, lane: Lane) -> list[Job]:
+        """Drop cancelled jobs; the lane's most urgent runnable job and the jobs of its batch
+        that step with it (lock held)."""
         for job in [j for j in self._jobs if j.cancelled and j not in self._running]:
             self._end(job, None)
-        for job in sorted(self._jobs, key=_urgency):
-            if job.priority in lane.priorities and job not in self._running \
-                    and self._locks.try_hold(job):
-                return job
-        return None
+        ordered = sorted(self._jobs, key=_urgency)
+        runnable = [j for j in ordered if j.priority in lane.priorities and j not in self._running]
+        for lead in runnable:
+            if self._locks.try_hold(lead):
+                return [lead, *self._companions(lead, runnable)]
+        return []
 
-    def _run_step(self, job: Job) -> None:
-        error: BaseException | None = None
+    def _companions(self, lead: Job, runnable: list[Job]) -> list[Job]:
+        if lead.batch is None:
+            return []
+        candidates = [j for j in runnable if j is not lead and j.batch is lead.batch]
+        return [j for j in lead.batch.choose(lead, candidates) if self._locks.try_hold(j)]
+
+    def _run_step(self, jobs: list[Job]) -> None:
+        outcomes: list[bool | BaseException]
         try:
-            done = job.step()
-        except Exception as exc:  # handed to the job's owner, never lost
-            log.debug("job failed: %s", exc)
-            done, error = True, exc
+            if len(jobs) == 1 and jobs[0].batch is None:
+                outcomes = [jobs[0].step()]
+            else:
+                batch = jobs[0].batch
+                assert batch is not None
+                outcomes = batch.step(jobs)
+        except Exception as exc:  # handed to the jobs' owners, never lost
+            log.debug("step failed: %s", exc)
+            outcomes = [exc] * len(jobs)
         with self._cond:
-            self._running.discard(job)
-            if done:
-                self._end(job, error)
+            for job, outcome in zip(jobs, outcomes, strict=True):
+                self._running.discard(job)
+                if isinstance(outcome, BaseException):
+                    self._end(job, outcome)
+                elif outcome:
+                    self._end(job, None)
             self._cond.notify_all()
 
     def _end(self, job: Job, error: BaseException | None) -> None:

@@ -229,3 +229,18 @@ async def test_partials_prefill_the_users_words_before_the_final(edge: Edge) -> 
     assert [m.content for m in edge.llm.warmed[-1][-3:-1]] == ["hello", previous.assistant]
     msgs = await edge.turn(2, "what time do you close")
     assert any(isinstance(m, TtsEnd) for m in msgs)
+
+
+async def test_the_naive_reply_mode_speaks_the_whole_reply_once_it_is_written(
+        fake_llm: Any, fake_tts: Any) -> None:
+    e = Edge(fake_llm, fake_tts, ConversationSettings(reply_mode="naive"))
+    try:
+        msgs = await e.turn(1, "tell me something about the weather in the mountains")
+    finally:
+        e.close()
+    texts = [m for m in msgs if isinstance(m, ResponseText) and not m.final]
+    assert len(texts) == 1 and len(e.tts.texts) == 1  # one synthesis of the whole reply
+    assert e.tts.texts[0] == texts[0].delta.strip() == reply_text(msgs)
+    assert "weather in the mountains" in texts[0].delta
+    metrics = next(m for m in msgs if isinstance(m, Metrics))
+    assert metrics.stages_ms["first_audio"] >= metrics.stages_ms["total"] * 0.5

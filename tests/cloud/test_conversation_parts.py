@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from cloud.conversation.clauses import ClausePolicy, ClauseSegmenter, clean_clause
 from cloud.conversation.context import ContextPolicy, ConversationContext, estimate_tokens
+from cloud.conversation.ports import ReplyDone
 from cloud.conversation.prosody import ProsodyPolicy, reply_style, tts_speed
+from cloud.conversation.turn import TurnRecord
 from cloud.engines.reply import ModelPool
-from cloud.engines.worker import BACKGROUND, NORMAL, URGENT, Job, StepWorker
+from cloud.engines.worker import BACKGROUND, NORMAL, URGENT, Batch, Job, StepWorker
 from shared.protocol import Prosody
 
 
@@ -36,7 +39,7 @@ def test_a_clause_is_cut_as_soon_as_its_comma_arrives() -> None:
 
 def test_without_punctuation_the_first_clause_is_cut_at_a_word_boundary() -> None:
     clauses = segment("the best way to get there is by taking the number five bus downtown")
-    assert clauses[0] == "the best way to get there"
+    assert clauses[0] == "the best way to"
     assert all(len(c.split()) <= 10 for c in clauses)
 
 
@@ -49,6 +52,22 @@ def test_the_reply_stops_after_its_sentence_budget() -> None:
     out = seg.push("It is sunny today. Tomorrow it will rain. ")
     assert out == ["It is sunny today."] and seg.done
     assert seg.push("More text. ") == [] and seg.flush() == []
+
+
+def test_the_reply_is_kept_as_generated_for_the_next_prompt() -> None:
+    seg = ClauseSegmenter(ClausePolicy(max_sentences=2))
+    spoken = seg.push("You need:\n- two eggs\n- **fresh** milk. Then stir it. And more")
+    assert spoken == ["You need:", "- two eggs - fresh milk.", "Then stir it."]
+    # what the model wrote (its cache holds these tokens), without the unspoken rest
+    assert seg.raw_out == "You need:\n- two eggs\n- **fresh** milk. Then stir it."
+
+
+def test_a_completed_turn_remembers_the_reply_as_generated() -> None:
+    record = TurnRecord(turn_id=1, started=0.0, clauses=["You need:", "- two eggs."])
+    assert record.reply_text == "You need: - two eggs."  # interrupted: what was received
+    record.done = ReplyDone(prompt_tokens=9, cached_tokens=0, generated_tokens=8, ttft_ms=1.0,
+                            queue_ms=0.0, finish="stop", raw_text="You need:\n- two eggs.")
+    assert record.reply_text == "You need:\n- two eggs."
 
 
 def test_markdown_is_not_read_out() -> None:
@@ -164,6 +183,38 @@ def test_urgent_work_runs_first_and_normal_work_interleaves() -> None:
     assert order[:2] == ["u", "u"]
     assert order[2:8] in (["a", "b"] * 3, ["b", "a"] * 3)
     assert order[8:] == ["bg", "bg"]
+
+
+class SamePriority(Batch):
+    """Steps the jobs of the lead's priority together, recording each step's jobs."""
+
+    def __init__(self) -> None:
+        self.steps: list[list[str]] = []
+
+    def choose(self, lead: Job, candidates: Sequence[Job]) -> list[Job]:
+        return [job for job in candidates if job.priority == lead.priority]
+
+    def step(self, jobs: Sequence[Job]) -> list[bool | BaseException]:
+        self.steps.append([job.name for job in jobs])  # type: ignore[attr-defined]
+        return [job.step() for job in jobs]
+
+
+def test_jobs_of_one_batch_step_together_as_the_batch_chooses() -> None:
+    worker = StepWorker("test")
+    log: list[str] = []
+    batch = SamePriority()
+    gate = Recorder("gate", 1, URGENT, log)
+    jobs = [Recorder("a", 3, NORMAL, log), Recorder("b", 3, NORMAL, log),
+            Recorder("u", 2, URGENT, log)]
+    for job in jobs:
+        job.batch = batch
+    worker.submit(gate)
+    for job in jobs:
+        worker.submit(job)
+    for job in jobs:
+        assert job.done.wait(2)
+    worker.stop()
+    assert batch.steps == [["u"], ["u"], ["a", "b"], ["a", "b"], ["a", "b"]]
 
 
 def test_a_cancelled_job_stops_before_its_next_step() -> None:

@@ -48,9 +48,9 @@ def compose(*parts: tuple[str, float]) -> tuple[Samples, list[Said]]:
     return np.concatenate(audio).astype(np.float32), said
 
 
-async def run_agent(mic: Samples, cloud: FakeCloud | None, echo: bool) -> tuple[EdgeAgent,
-                                                                                FileDuplex]:
-    settings = load_settings(partial_interval_s=0)
+async def run_agent(mic: Samples, cloud: FakeCloud | None, echo: bool,
+                    **overrides: object) -> tuple[EdgeAgent, FileDuplex]:
+    settings = load_settings(partial_interval_s=0, **overrides)
     stages = build_stages(settings, echo_cancelling=echo)
     room = EchoPath(RoomSpec(delay_ms=60, rt60_s=0.35, echo_gain_db=-6, seed=3)) if echo else None
     device = FileDuplex(mic, realtime=False, echo=room)
@@ -64,9 +64,15 @@ async def test_each_question_is_one_transcript_with_prosody() -> None:
                         ("wait", 2.0), ("say", "I would like two tickets, please."),
                         ("wait", 1.5))
     cloud = FakeCloud(silence(0.1))
-    await run_agent(mic, cloud, echo=False)
-    finals = cloud.of_type(p.TranscriptFinal)
-    assert len(finals) == 2
+    # A fixed pause ends each turn here: the end-of-turn detector cuts ~4% of held-out turns
+    # short (measured by `parley bench endpointing`), which this test is not about.
+    await run_agent(mic, cloud, echo=False, endpointing="timeout", timeout_ms=800)
+    # A pause inside a sentence may send a speculative final that the edge cancels when the
+    # user goes on; the cloud answers only the finals left standing.
+    cancelled = {m.turn_id for m in cloud.of_type(p.Cancel)}  # type: ignore[attr-defined]
+    finals = [f for f in cloud.of_type(p.TranscriptFinal)
+              if f.turn_id not in cancelled]  # type: ignore[attr-defined]
+    assert len(finals) == 2, cloud.sent
     pairs = [(truth.text, f.text) for truth, f in zip(said, finals, strict=True)
              if isinstance(f, p.TranscriptFinal)]
     assert corpus_word_error_rate(pairs) <= 0.3  # whisper tiny.en on an eSpeak voice
