@@ -12,7 +12,8 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from cloud.conversation.context import DEFAULT_SYSTEM_PROMPT
+from cloud.conversation.context import DEFAULT_SYSTEM_PROMPT, ContextPolicy
 from shared.errors import ConfigError
 
 DEFAULT_SECRET_FILE = Path("~/.config/parley/token_secret")
@@ -76,6 +77,21 @@ class CloudSettings(BaseSettings):
     llm_max_replicas: int = Field(1, ge=1)  # > llm_replicas enables autoscaling
     tts_max_replicas: int = Field(1, ge=1)
 
+    @model_validator(mode="after")
+    def _context_holds_a_prompt_and_its_reply(self) -> CloudSettings:
+        """A model instance's context holds the largest prompt plus the longest generation
+        (a reply or a summary); otherwise those prompts would be refused at run time."""
+        generation = max(self.max_reply_tokens, ContextPolicy().summary_max_tokens)
+        needed = self.max_prompt_tokens + generation
+        if self.llm_context_tokens < needed:
+            raise PydanticCustomError(
+                "context_too_small",
+                "llm_context_tokens={context} cannot hold max_prompt_tokens={prompt} plus "
+                "{generation} generated tokens; raise it to at least {needed}",
+                {"context": self.llm_context_tokens, "prompt": self.max_prompt_tokens,
+                 "generation": generation, "needed": needed})
+        return self
+
     def secret(self) -> bytes:
         """The token signing secret: configured, else the secret file (created 0600)."""
         if self.token_secret is not None:
@@ -112,8 +128,9 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> CloudSett
         return cls(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(f"invalid cloud setting {where}: {first['msg']}") from exc
+        where = ".".join(str(p) for p in first["loc"])
+        what = f"setting {where}" if where else "settings"
+        raise ConfigError(f"invalid cloud {what}: {first['msg']}") from exc
     except ValueError as exc:  # a malformed TOML file
         raise ConfigError(f"cannot read the config file {path}: {exc}") from exc
 

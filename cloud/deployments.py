@@ -73,10 +73,6 @@ class LanguageModelDeployment:
     async def _session_slot(self, session_id: str) -> str:
         return session_id  # registers the session with this replica (routing affinity)
 
-    async def ready(self) -> bool:
-        """A no-op: a caller's first request sets up its route to this replica."""
-        return True
-
     async def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
         await self._session_slot(serve.get_multiplexed_model_id() or request.session_id)
         async for event in self.service.reply(request):
@@ -94,9 +90,20 @@ class LanguageModelDeployment:
                       version: int) -> None:
         await self.service.prefill(session_id, messages, version)
 
+    async def end_session(self, session_id: str) -> None:
+        """Free the session's model instance for other sessions."""
+        self.service.end_session(session_id)
+
     def __del__(self) -> None:
-        self.service.close()
-        self.engine.close()
+        # __init__ may have stopped part-way. The llama.cpp context is freed only once the
+        # worker thread has left its last step (it may still be inside llama_decode).
+        service = getattr(self, "service", None)
+        if service is not None and not service.close():
+            log.warning("the reply worker is still in a step; its llama.cpp context stays open")
+            return
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.close()
 
 
 @serve.deployment(max_ongoing_requests=128, ray_actor_options={"num_cpus": 1})
@@ -124,7 +131,9 @@ class SpeechDeployment:
         return await self.service.speak(request)
 
     def __del__(self) -> None:
-        self.service.close()
+        service = getattr(self, "service", None)  # None when __init__ stopped part-way
+        if service is not None:
+            service.close()
 
 
 @ray.remote(num_cpus=0)
@@ -201,7 +210,6 @@ class HandleReplySource(ReplySource):
         finally:
             response.cancel()
 
-
     async def prefill(self, session_id: str, messages: tuple[ChatMessage, ...],
                       version: int) -> None:
         response = self._handle.options(multiplexed_model_id=session_id).prefill.remote(
@@ -210,6 +218,11 @@ class HandleReplySource(ReplySource):
             await response
         finally:
             response.cancel()
+
+    async def end_session(self, session_id: str) -> None:
+        """Free the session's model instance (on the replica holding it)."""
+        await self._handle.options(multiplexed_model_id=session_id).end_session.remote(
+            session_id)
 
 
 class HandleSpeechSource(SpeechSource):
@@ -265,16 +278,27 @@ class GatewayDeployment:
 async def _warm_routes(llm: DeploymentHandle, tts: DeploymentHandle,
                        store: VaultContextStore) -> None:
     """The first call through a handle (or to the vault) sets up its route and connection,
-    tens of milliseconds that would otherwise land on the first user's first turn."""
+    tens of milliseconds that would otherwise land on the first user's first turn. Best
+    effort: when it fails, the gateway serves all the same (its first turn pays for it)."""
     import aiortc  # noqa: F401 - imported now rather than at the first session's offer
 
-    await store.load(WARM_UP_SESSION)
-    await tts.ready.remote()
-    # A one-token reply takes the streaming, session-routed path a turn takes. (Its "session"
-    # holds a model instance only until a real session needs one: it is the least recent.)
+    try:
+        await store.load(WARM_UP_SESSION)
+        await tts.ready.remote()
+        await _warm_reply_route(HandleReplySource(llm))
+    except Exception as exc:
+        log.warning("warming the gateway's routes failed (the first turn pays): %s", exc)
+
+
+async def _warm_reply_route(replies: HandleReplySource) -> None:
+    """A one-token reply takes the streaming, session-routed path a turn takes; its session
+    then ends, so it holds no model instance."""
     request = ReplyRequest(WARM_UP_SESSION, 0, (ChatMessage("user", "Hi"),), max_tokens=1)
-    async for _ in HandleReplySource(llm).reply(request):
-        pass
+    try:
+        async for _ in replies.reply(request):
+            pass
+    finally:
+        await replies.end_session(WARM_UP_SESSION)
 
 
 def deployment_options(s: CloudSettings) -> dict[str, dict[str, Any]]:

@@ -43,6 +43,10 @@ from shared.audio import PROCESSING_RATE, Samples, StreamResampler, pcm16_to_flo
 
 log = logging.getLogger(__name__)
 TICK_FRAMES = 5  # the end-of-turn policy runs every 50 ms
+END_LOOKBACK = int(0.3 * PROCESSING_RATE)  # where to look for the last sound before a VAD end
+# The cloud's stage times (``metrics``) that belong on the latency waterfall.
+CLOUD_MARKS = {"llm_first_token": "cloud_llm_first_token", "first_clause": "cloud_first_clause",
+               "first_audio": "cloud_tts_first_audio"}
 
 
 class EchoCanceller(Protocol):
@@ -97,9 +101,10 @@ class TurnRecord:
                  "first_chunk_received": self.first_chunk, "first_sample_played": self.first_played}
         out = {k: (v - self.speech_end) * 1000.0 / PROCESSING_RATE
                for k, v in marks.items() if v is not None}
-        if self.final_sent is not None:
+        if self.final_sent is not None:  # the cloud's times count from receiving the final
             sent_ms = out["final_sent"]
-            out.update({f"cloud_{k}": sent_ms + v for k, v in self.cloud_ms.items()})
+            out.update({mark: sent_ms + self.cloud_ms[k] for k, mark in CLOUD_MARKS.items()
+                        if k in self.cloud_ms})
         return out
 
 
@@ -206,7 +211,8 @@ class EdgeAgent:
         turn = self.s.turns.current
         if turn is not None:
             rec = self._record(turn.turn_id)
-            rec.start, rec.speech_end, rec.vad_end = turn.start, event.sample, event.decided_at
+            rec.start, rec.vad_end = turn.start, event.decided_at
+            rec.speech_end = self._sound_end(event.sample)
         self._execute(actions)
 
     # -- barge-in: duck at once on an onset, stop when the VAD confirms ------------------
@@ -273,11 +279,18 @@ class EdgeAgent:
         self._execute(self.s.turns.decoded(action.turn_id, action.upto, text, words, prosody,
                                            action.final, now=self._now()))
 
+    def _sound_end(self, vad_end: int) -> int:
+        """The VAD's end of speech trails the last sound by 20-180 ms (its windows and
+        hangover); the waterfall counts from the last sound, as a listener hears it."""
+        lookback = max(self.history.start, vad_end - END_LOOKBACK)
+        end = last_sound(self.history.slice(lookback, vad_end))
+        return vad_end if end is None else lookback + end
+
     def _send_final(self, a: SendFinal) -> None:
         rec = self._record(a.turn_id)
         rec.user_text, rec.final_sent, rec.eou_confidence = a.text, self._now(), a.eou_confidence
         rec.prosody = wire_prosody(a.prosody)
-        rec.start, rec.speech_end = a.start, a.end
+        rec.start, rec.speech_end = a.start, self._sound_end(a.end)
         words = tuple(w for w in a.words if isinstance(w, p.WordTiming))[:256]
         self._post(p.TranscriptFinal(turn_id=a.turn_id, text=a.text[:4000], words=words,
                                      prosody=rec.prosody or p.Prosody(),
@@ -391,3 +404,17 @@ def wire_prosody(features: object | None) -> p.Prosody | None:
     to_message = getattr(features, "to_message", None)
     message = to_message() if callable(to_message) else None
     return message if isinstance(message, p.Prosody) else None
+
+
+def last_sound(audio: Samples, frame: int = 160, below_peak_db: float = 30.0,
+               floor_db: float = -55.0) -> int | None:
+    """One past the last 10 ms frame of ``audio`` within ``below_peak_db`` of its loudest
+    frame (and above ``floor_db`` dBFS); None when nothing in it is that loud."""
+    n = audio.size // frame
+    if n == 0:
+        return None
+    frames = audio[: n * frame].reshape(n, frame).astype(np.float64)
+    level = 10.0 * np.log10(np.mean(frames * frames, axis=1) + 1e-12)
+    loud = np.flatnonzero(level >= max(float(level.max()) - below_peak_db, floor_db))
+    return int(loud[-1] + 1) * frame if loud.size else None
+

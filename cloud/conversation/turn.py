@@ -66,6 +66,7 @@ class TurnRecord:
     spoken: list[SpokenClause] = field(default_factory=list)
     done: ReplyDone | None = None
     first_clause_ms: float | None = None
+    first_clause_at_ms: float = 0.0  # the same moment on the model service's clock
     first_audio_ms: float | None = None
     first_speech: SpeechAudio | None = None
     total_samples: int = 0
@@ -82,6 +83,9 @@ class TurnRecord:
         stages = {"total": (now - self.started) * 1000.0}
         if self.first_clause_ms is not None:
             stages["first_clause"] = self.first_clause_ms
+            if self.done is not None:  # the model service's clock, moved onto the turn's
+                stages["llm_first_token"] = (self.first_clause_ms - self.first_clause_at_ms
+                                             + self.done.ttft_ms)
         if self.first_audio_ms is not None:
             stages["first_audio"] = self.first_audio_ms
         if self.first_speech is not None:
@@ -119,17 +123,18 @@ async def _generate(plan: TurnPlan, replies: ReplySource, speech: SpeechSource, 
                            messages=plan.messages, max_tokens=plan.max_tokens,
                            prefix_version=plan.prefix_version, clauses=plan.clauses)
     stream = replies.reply(request)
-    held: list[str] = []
+    held: list[Clause] = []
     async with contextlib.aclosing(stream):  # type: ignore[type-var]
         async for event in stream:
             if isinstance(event, ReplyDone):
                 record.done = event
             elif plan.reply_mode == "naive":
-                held.append(event.text)
+                held.append(event)
             else:
                 _on_clause(plan, speech, record, event, pending, tasks)
     if held:
-        _on_clause(plan, speech, record, Clause(0, " ".join(held), 0.0), pending, tasks)
+        whole = Clause(0, " ".join(c.text for c in held), held[-1].at_ms)
+        _on_clause(plan, speech, record, whole, pending, tasks)
     await pending.put(None)
 
 
@@ -138,6 +143,7 @@ def _on_clause(plan: TurnPlan, speech: SpeechSource, record: TurnRecord, clause:
                tasks: list[asyncio.Task[SpeechAudio]]) -> None:
     if record.first_clause_ms is None:
         record.first_clause_ms = (time.monotonic() - record.started) * 1000.0
+        record.first_clause_at_ms = clause.at_ms
     record.clauses.append(clause.text)
     request = SpeechRequest(session_id=plan.session_id, turn_id=plan.turn_id, text=clause.text,
                             speed=plan.tts_speed, sample_rate=plan.sample_rate,

@@ -13,6 +13,7 @@ All calls on one engine must come from one thread at a time (the reply service's
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import logging
 import os
@@ -44,6 +45,7 @@ _backend_ready = False
 GOMP_SPINCOUNT = "2000"
 PENALTY_LAST_N = 64
 MIN_P = 0.05
+PIECE_BYTES = 64  # the text of nearly every token fits; a longer one is asked for again
 
 
 class LlamaEngine(ModelGroup):
@@ -75,7 +77,11 @@ class LlamaEngine(ModelGroup):
 
     def prompt(self, messages: Sequence[ChatMessage], generation_prompt: bool) -> list[int]:
         text = self._format(messages, generation_prompt)
-        return list(self._model.tokenize(text.encode("utf-8"), False, True))
+        data = text.encode("utf-8")
+        try:
+            return list(self._model.tokenize(data, False, True))
+        except RuntimeError as exc:  # its message quotes the whole prompt
+            raise EngineError(f"llama.cpp could not tokenize a {len(data)}-byte prompt") from exc
 
     # Token facts are cached: each call into llama.cpp releases the GIL, and getting it back
     # can take a switch interval when the replica's event loop is busy.
@@ -83,10 +89,17 @@ class LlamaEngine(ModelGroup):
     def piece(self, token: int) -> bytes:
         piece = self._pieces.get(token)
         if piece is None:
-            buffer = ctypes.create_string_buffer(64)
-            n = self._c.llama_token_to_piece(self._model.vocab, token, buffer, 64, 0, False)
-            piece = self._pieces[token] = buffer.raw[: max(0, n)]
+            piece = self._pieces[token] = self._token_to_piece(token, PIECE_BYTES)
         return piece
+
+    def _token_to_piece(self, token: int, size: int) -> bytes:
+        buffer = ctypes.create_string_buffer(size)
+        n = self._c.llama_token_to_piece(self._model.vocab, token, buffer, size, 0, False)
+        if n < 0:  # the buffer was too small: -n bytes are needed
+            size = -n
+            buffer = ctypes.create_string_buffer(size)
+            n = self._c.llama_token_to_piece(self._model.vocab, token, buffer, size, 0, False)
+        return buffer.raw[: max(0, n)]
 
     def ends_generation(self, token: int) -> bool:
         ends = self._ends.get(token)
@@ -263,7 +276,9 @@ class _SequenceStream(TokenStream):
         self._pending: list[int] | None = None  # prompt tokens still to evaluate
         self._next: int | None = None  # the sampled token, evaluated by the next step
         self._sampler: Any = None
-        self._bytes = b""
+        # Complete UTF-8 characters out, a character split across tokens held back until
+        # its last byte; bytes that can never be text come out as U+FFFD.
+        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._done = False
 
     def step(self) -> str | None:
@@ -327,19 +342,8 @@ class _SequenceStream(TokenStream):
             return None
         self.generated_tokens += 1
         self._next = token
-        self._bytes += engine.piece(token)
-        return self._take_text()
-
-    def _take_text(self) -> str:
-        """Decode the complete UTF-8 characters received so far; keep a partial tail."""
-        for cut in range(len(self._bytes), max(len(self._bytes) - 4, -1), -1):
-            try:
-                text = self._bytes[:cut].decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-            self._bytes = self._bytes[cut:]
-            return text
-        return ""
+        text: str = self._text.decode(engine.piece(token))
+        return text
 
     def close(self) -> None:
         self._done = True
@@ -390,6 +394,7 @@ def _load(path: Path, sequences: int, n_ctx: int, n_threads: int,
 
 def _chat_formatter(model: Any) -> Any:
     """Render messages with the GGUF's own chat template (ChatML when it has none)."""
+    from jinja2 import TemplateError
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     template = model.metadata().get("tokenizer.chat_template") or _CHATML
@@ -401,7 +406,10 @@ def _chat_formatter(model: Any) -> Any:
     def render(messages: Sequence[ChatMessage], generation_prompt: bool) -> str:
         formatter = with_prompt if generation_prompt else without_prompt
         payload: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
-        return str(formatter(messages=payload).prompt)
+        try:
+            return str(formatter(messages=payload).prompt)
+        except (ValueError, TemplateError) as exc:  # its raise_exception(), or a bad template
+            raise EngineError(f"the chat template refused the prompt: {exc}") from exc
 
     return render
 

@@ -5,7 +5,7 @@ turn only prefills what is new). Spare instances do the background work (context
 preparing a session's folded prefix, adopted by its next turn), so it never evicts a session's
 cache. Everything runs on one :class:`StepWorker` thread: turns that have not produced their
 first clause go first (``URGENT``, oldest first), then the rest of the replies (``NORMAL``),
-then background work, which so only uses the model when no reply needs it. When the instances
+then background work, which only uses the model when no reply needs it. When the instances
 are sequences of one context (a ``ModelGroup``), the replies in progress advance together, one
 token each per step (one batch). Tokens are cut into clauses here, so only clauses leave the
 service.
@@ -35,6 +35,7 @@ from cloud.engines.llm import (
     LanguageModel,
     ModelGroup,
     SamplingParams,
+    StepResult,
     TokenStream,
 )
 from cloud.engines.worker import BACKGROUND, NORMAL, URGENT, Batch, Job, StepWorker
@@ -185,19 +186,28 @@ class _GroupBatch(Batch):
                 and (lead_prompts or _prompt_left(job) == 0)]
 
     def step(self, jobs: Sequence[Job]) -> list[bool | BaseException]:
+        """A job that cannot start (its prompt does not fit...) or fails taking its result
+        ends alone, with its own error; only a failure of the shared step ends them all."""
         outcomes: list[bool | BaseException] = [True] * len(jobs)
         stepping: list[tuple[int, _StreamJob, TokenStream]] = []
         for i, job in enumerate(jobs):
             assert isinstance(job, _StreamJob)
             try:
                 stepping.append((i, job, job.stepping()))
-            except EngineError as exc:
+            except Exception as exc:
                 outcomes[i] = exc
+        if not stepping:
+            return outcomes
         budget = self._budgets.get(jobs[0].priority, 16)
         self._group.use_threads(self._threads(jobs[0], stepping))
-        results = self._group.step_together([s for _, _, s in stepping], budget)
+        try:
+            results = self._group.step_together([s for _, _, s in stepping], budget)
+        except Exception as exc:  # the shared step failed: it ends every job in it
+            for i, _, _ in stepping:
+                outcomes[i] = exc
+            return outcomes
         for (i, job, _), result in zip(stepping, results, strict=True):
-            outcomes[i] = result if isinstance(result, EngineError) else job.absorb(result)
+            outcomes[i] = _absorbed(job, result)
         return outcomes
 
     def _threads(self, lead: Job, stepping: list[tuple[int, _StreamJob, TokenStream]],
@@ -212,8 +222,23 @@ class _GroupBatch(Batch):
 
 
 def _prompt_left(job: Job) -> int:
+    """The job's prompt tokens still to evaluate. A job whose stream cannot start counts as
+    ready to generate: it joins the step, where starting fails again and ends it alone."""
     assert isinstance(job, _StreamJob)
-    return job.open().prompt_left
+    try:
+        return job.open().prompt_left
+    except Exception:
+        return 0
+
+
+def _absorbed(job: _StreamJob, result: StepResult) -> bool | BaseException:
+    """What one step did to ``job``: finished or not, or the error that ended it."""
+    if isinstance(result, EngineError):
+        return result
+    try:
+        return job.absorb(result)
+    except Exception as exc:
+        return exc
 
 
 class _ReplyJob(_StreamJob):
@@ -337,16 +362,26 @@ class ReplyService(ReplySource):
         """Pay start-up costs now, and put the prompt prefix every session shares (the system
         prompt) in each instance's cache, so a session's first turn only prefills its words.
         Call before serving requests."""
+        warmed: set[int] = set()
         for model in self.pool.models:
-            if model.group is not None and self._burst > 1:  # start the extra threads too
-                model.group.use_threads(self._burst)
-                model.warm_up()
-                model.group.use_threads(None)
-            model.warm_up()
+            compute = id(model.group if model.group is not None else model)
+            if compute not in warmed:  # instances of one group share their start-up costs
+                warmed.add(compute)
+                self._warm_up_compute(model)
             if prefix:
                 stream = model.warm(prefix)
                 while stream.step() is not None:
                     pass
+
+    def _warm_up_compute(self, model: LanguageModel) -> None:
+        if model.group is None or self._burst <= 1:
+            model.warm_up()
+            return
+        model.group.use_threads(self._burst)  # starts the burst threads too
+        try:
+            model.warm_up()
+        finally:
+            model.group.use_threads(None)
 
     async def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
         emit = _Emitter()
@@ -409,6 +444,8 @@ class ReplyService(ReplySource):
     def end_session(self, session_id: str) -> None:
         self.pool.release(session_id)
 
-    def close(self) -> None:
-        self._worker.stop()
+    def close(self, timeout_s: float = 5.0) -> bool:
+        """Stop the worker; True once its thread ended (a step in progress is finished
+        first): only then may the model instances be freed."""
+        return self._worker.stop(timeout_s)
 

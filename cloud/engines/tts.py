@@ -39,6 +39,11 @@ MAX_CHUNK_PHONEMES = 160
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
 # Silence after each sentence, as piper itself adds (the voice's own pause is often < 0.1 s).
 SENTENCE_SILENCE_S = 0.2
+# Piper pads each chunk with ~40-60 ms of silence in front (heard as latency on the first
+# clause) and ~150-260 ms behind; keep this much of each (silence: below -40 dBFS).
+KEEP_LEAD_S = 0.015
+KEEP_TAIL_S = 0.12
+SILENCE_LEVEL = 0.01
 WARM_UP_TEXT = "Hello, how can I help?"
 
 
@@ -190,7 +195,7 @@ class PiperSynthesizer(SpeechSynthesizer):
         for ipa in chunks:
             if should_continue is not None and not should_continue():
                 return
-            audio = self._generate(ipa, speed)
+            audio = trim_silence(self._generate(ipa, speed), self.sample_rate)
             yield np.concatenate([audio, pause]) if ipa[-1] in ".!?" else audio
 
     def warm_up(self) -> None:
@@ -210,6 +215,16 @@ class PiperSynthesizer(SpeechSynthesizer):
         except RuntimeError as exc:
             raise EngineError(f"piper synthesis failed: {exc}") from exc
         return np.asarray(audio.samples, dtype=np.float32)
+
+
+def trim_silence(audio: Samples, sample_rate: int) -> Samples:
+    """``audio`` with its leading and trailing silence cut to KEEP_LEAD_S / KEEP_TAIL_S."""
+    loud = np.flatnonzero(np.abs(audio) > SILENCE_LEVEL)
+    if loud.size == 0:
+        return audio
+    start = max(0, int(loud[0]) - round(KEEP_LEAD_S * sample_rate))
+    end = min(audio.size, int(loud[-1]) + 1 + round(KEEP_TAIL_S * sample_rate))
+    return audio[start:end]
 
 
 @cache

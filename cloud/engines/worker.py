@@ -142,19 +142,18 @@ class StepWorker:
         with self._cond:
             self._cond.notify_all()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 5.0) -> bool:
+        """Cancel every job and wait up to ``timeout_s`` for the threads to end (a step in
+        progress is never interrupted). True once they all ended: only then may what the
+        steps use (a model context) be freed."""
         with self._cond:
             self._stopped = True
             for job in self._jobs:
                 job.cancel()
             self._cond.notify_all()
         for thread in self._threads:
-            thread.join(timeout=5)
-
-    @property
-    def backlog(self) -> int:
-        with self._cond:
-            return len(self._jobs)
+            thread.join(timeout=timeout_s)
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _run(self, lane: Lane) -> None:
         if lane.nice:
@@ -192,7 +191,12 @@ class StepWorker:
         if lead.batch is None:
             return []
         candidates = [j for j in runnable if j is not lead and j.batch is lead.batch]
-        return [j for j in lead.batch.choose(lead, candidates) if self._locks.try_hold(j)]
+        try:
+            chosen = lead.batch.choose(lead, candidates)
+        except Exception:  # the lead steps alone; a job that cannot step fails in its own step
+            log.exception("choosing the jobs of a batch step failed")
+            return []
+        return [j for j in chosen if self._locks.try_hold(j)]
 
     def _run_step(self, jobs: list[Job]) -> None:
         outcomes: list[bool | BaseException]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 
+from cloud.conversation.ports import ReplyDone, ReplyRequest
+from cloud.engines import llama
 from cloud.engines.llama import LlamaEngine
 from cloud.engines.llm import ChatMessage, SamplingParams, TokenStream
+from cloud.engines.reply import ReplyService
 from shared.errors import EngineError
 
 SYSTEM = ChatMessage("system", "You are a helpful assistant. Answer in one short sentence.")
@@ -66,3 +70,53 @@ def test_a_sessions_next_turn_only_evaluates_what_is_new(engine: LlamaEngine) ->
 def test_a_prompt_longer_than_the_context_is_refused(engine: LlamaEngine) -> None:
     with pytest.raises(EngineError, match="does not fit"):
         engine.models[0].start(ask("word " * 600), GREEDY)
+
+
+def test_an_undecodable_piece_does_not_swallow_the_text_after_it(
+        engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_piece = engine.piece
+    broken: list[int] = []
+
+    def piece(token: int) -> bytes:  # the first generated piece starts with a stray byte
+        if broken:
+            return real_piece(token)
+        broken.append(token)
+        return b"\xff" + real_piece(token)
+
+    monkeypatch.setattr(engine, "piece", piece)
+    text = run_alone(engine.models[0].start(ask("Name a color."), GREEDY))
+    assert text.startswith("\ufffd")
+    assert len(text.split()) >= 3
+
+
+def test_a_token_longer_than_the_piece_buffer_comes_out_whole(
+        cloud_models: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(llama, "PIECE_BYTES", 2)
+    small = LlamaEngine(n_ctx=256)
+    try:
+        words = "Wonderful ================================================================"
+        prompt = small.prompt([ChatMessage("user", words)], generation_prompt=False)
+        assert words.encode() in b"".join(small.piece(token) for token in prompt)
+    finally:
+        small.close()
+
+
+async def test_a_prefill_too_long_for_the_context_fails_alone_and_replies_go_on(
+        cloud_models: None) -> None:
+    small = LlamaEngine(sequences=2, n_ctx=256)
+    service = ReplyService(small.models, spares=1)
+    try:
+        with pytest.raises(EngineError, match="does not fit"):
+            await asyncio.wait_for(service.prefill(
+                "a", (SYSTEM, ChatMessage("user", "word " * 300)), 0), 30)
+        request = ReplyRequest("a", 1, tuple(ask("Name a fruit.")), max_tokens=16)
+        events = await asyncio.wait_for(_collect(service, request), 60)
+    finally:
+        stopped = service.close()
+        if stopped:
+            small.close()
+    assert isinstance(events[-1], ReplyDone) and events[-1].generated_tokens > 0
+
+
+async def _collect(service: ReplyService, request: ReplyRequest) -> list[object]:
+    return [event async for event in service.reply(request)]

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
+from cloud.config import load_settings
 from cloud.conversation.ports import Clause, ReplyDone, ReplyRequest
 from cloud.engines.llm import ChatMessage, ModelGroup, StepResult, TokenStream
 from cloud.engines.reply import ReplyService
-from shared.errors import EngineError
+from shared.errors import ConfigError, EngineError
 
 
 class StepLog(ModelGroup):
@@ -30,7 +34,9 @@ class StepLog(ModelGroup):
         return results
 
 
-def grouped_models(fakes: Any, group: StepLog, names: str, script: Any) -> list[Any]:
+def grouped_models(fakes: Any, group: StepLog, names: str, script: Any,
+                   context: int = 1000) -> list[Any]:
+    """Instances of one group that refuse a prompt longer than ``context``, as llama.cpp's."""
     llm_cls, _ = fakes
 
     class Grouped(llm_cls):  # type: ignore[misc, valid-type]
@@ -39,9 +45,19 @@ def grouped_models(fakes: Any, group: StepLog, names: str, script: Any) -> list[
             self.name, self.group = name, group
 
         def start(self, messages: Any, params: Any) -> TokenStream:
+            self._fit(messages)
             stream = super().start(messages, params)
             stream.owner = self.name  # type: ignore[attr-defined]
             return stream
+
+        def warm(self, messages: Any) -> TokenStream:
+            self._fit(messages)
+            return super().warm(messages)
+
+        def _fit(self, messages: Any) -> None:
+            if (n := self.count_tokens(messages)) > context:
+                raise EngineError(f"prompt of {n} tokens does not fit the {context}-token "
+                                  "context")
 
     return [Grouped(name) for name in names]
 
@@ -106,3 +122,86 @@ async def test_a_reply_does_not_wait_for_its_sessions_prefill(fakes: Any) -> Non
         service.close()
     assert isinstance(events[-1], ReplyDone)
     assert max(m.prefill_steps_done for m in models) < 1000
+
+
+LONG = (ChatMessage("user", "word " * 200),)
+
+
+async def test_a_background_prompt_too_long_for_the_context_fails_alone(fakes: Any) -> None:
+    service = ReplyService(grouped_models(fakes, StepLog(), "ab", sure, context=100), spares=1)
+    try:
+        with pytest.raises(EngineError, match="does not fit"):
+            await asyncio.wait_for(service.prefill("a", LONG, 0), 5)
+        with pytest.raises(EngineError, match="does not fit"):
+            await asyncio.wait_for(service.summarize("a", LONG, 20), 5)
+        events = await asyncio.wait_for(collect(service, "a"), 5)
+    finally:
+        service.close()
+    assert isinstance(events[-1], ReplyDone) and events[-1].finish == "stop"
+
+
+async def test_a_job_that_cannot_start_does_not_fail_the_jobs_stepped_with_it(
+        fakes: Any) -> None:
+    def picky(messages: Sequence[ChatMessage]) -> str:
+        if "roles" in messages[-1].content:
+            raise ValueError("the chat template wants alternating roles")
+        return sure(messages)
+
+    models = grouped_models(fakes, StepLog(), "abc", picky)
+    service = ReplyService(models, spares=2)
+    try:
+        good, bad = await asyncio.wait_for(asyncio.gather(
+            service.summarize("a", (ChatMessage("user", "sum it up"),), 40),
+            service.summarize("b", (ChatMessage("user", "roles"),), 40),
+            return_exceptions=True), 5)
+        events = await asyncio.wait_for(collect(service, "a"), 5)
+    finally:
+        service.close()
+    assert good == sure(())
+    assert isinstance(bad, ValueError) and "alternating roles" in str(bad)
+    assert isinstance(events[-1], ReplyDone)
+
+
+def test_warming_up_pays_a_groups_start_up_once_and_warms_every_instance(fakes: Any) -> None:
+    models = grouped_models(fakes, StepLog(), "abc", sure)
+    service = ReplyService(models, spares=1, burst_threads=2)
+    prefix = [ChatMessage("system", "Be brief.")]
+    try:
+        service.warm_up(prefix)
+    finally:
+        service.close()
+    assert sum(len(m.prompts) for m in models) == 1  # one tiny generation for the group
+    assert all(m.warmed == [prefix] for m in models)
+
+
+async def test_close_says_whether_the_worker_is_still_in_a_step(fakes: Any) -> None:
+    llm_cls, _ = fakes
+    entered, release = threading.Event(), threading.Event()
+
+    class Stuck(llm_cls):  # type: ignore[misc, valid-type]
+        def warm(self, messages: Any) -> TokenStream:
+            class Held(TokenStream):
+                def step(self) -> str | None:
+                    entered.set()
+                    release.wait(5)
+                    return None
+
+            return Held()
+
+    service = ReplyService([Stuck(sure), Stuck(sure)], spares=1)
+    task = asyncio.create_task(service.warm("a", LONG, 1))
+    try:
+        while not entered.is_set():
+            await asyncio.sleep(0.001)
+        assert service.close(timeout_s=0.05) is False  # the engine must stay open
+    finally:
+        release.set()
+    assert service.close() is True
+    await asyncio.wait_for(task, 5)
+
+
+def test_a_context_too_small_for_the_prompt_and_a_reply_is_one_clear_line() -> None:
+    with pytest.raises(ConfigError, match="llm_context_tokens") as refused:
+        load_settings(llm_context_tokens=512, max_prompt_tokens=500, max_reply_tokens=36)
+    assert "\n" not in str(refused.value)
+    assert load_settings(llm_context_tokens=1024, max_prompt_tokens=600)

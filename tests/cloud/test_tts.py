@@ -49,6 +49,14 @@ def test_a_sentence_is_audible_speech_of_plausible_length(voice: PiperSynthesize
     assert np.abs(audio).max() <= 1.0
 
 
+def test_speech_starts_at_once_and_ends_without_a_long_tail(voice: PiperSynthesizer) -> None:
+    for text in ("Sure,", "The capital city of Australia is Canberra."):
+        audio = voice.synthesize(text)
+        loud = np.flatnonzero(np.abs(audio) > 0.01)
+        assert loud[0] / voice.sample_rate <= 0.02  # a silent lead is heard as latency
+        assert (audio.size - loud[-1]) / voice.sample_rate <= 0.35  # tail + sentence pause
+
+
 def test_a_sentence_end_makes_a_pause_that_run_on_words_do_not(voice: PiperSynthesizer) -> None:
     with_stop = voice.synthesize("I see. Let me check.")
     run_on = voice.synthesize("I see let me check")

@@ -1,0 +1,99 @@
+"""``parley edge process``: the whole front end over files, on the inputs a user really has.
+
+Device rates and channel counts other than 16 kHz mono, clipped audio, a silent file, a
+missing or empty file, and ten minutes of noise: each gives either the transcript a
+user expects or one clear error line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from models.corpus import espeak_utterance, silence
+from shared.audio import PROCESSING_RATE, resample
+from shared.text import word_error_rate
+from tests.edge.test_asr_cli import assert_one_line_error, parley
+
+pytestmark = pytest.mark.usefixtures("built_models")
+
+QUESTION = "What time does the museum open tomorrow?"
+
+
+def process(path: Path, *extra: str) -> dict[str, Any]:
+    proc = parley("edge", "process", "--mic", str(path), "--json", *extra)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def spoken() -> np.ndarray:
+    speech = espeak_utterance(QUESTION, voice="en-us+f3", rate_wpm=160).audio
+    return np.concatenate([silence(0.5), speech, silence(1.5)]).astype(np.float32)
+
+
+def test_a_44_khz_stereo_recording_is_transcribed(tmp_path: Path) -> None:
+    audio = resample(spoken(), PROCESSING_RATE, 44100)
+    stereo = np.stack([audio, 0.5 * audio], axis=1)
+    path = tmp_path / "stereo44.wav"
+    sf.write(path, stereo, 44100, subtype="PCM_16")
+    result = process(path)
+    assert len(result["segments"]) == 1
+    assert word_error_rate(QUESTION, result["segments"][0]["text"]) <= 0.25
+    assert 0.1 < result["segments"][0]["start_s"] < 0.8  # speech at 0.5 s, less preroll
+
+
+@pytest.mark.parametrize("rate, gain", [(8000, 1.0), (16000, 4.0)], ids=["8khz", "clipped"])
+def test_telephone_band_or_clipped_audio_still_gives_the_question(tmp_path: Path, rate: int,
+                                                                   gain: float) -> None:
+    audio = np.clip(gain * resample(spoken(), PROCESSING_RATE, rate), -0.5, 0.5)
+    path = tmp_path / "degraded.wav"
+    sf.write(path, audio, rate, subtype="PCM_16")
+    result = process(path)
+    assert len(result["segments"]) == 1
+    assert word_error_rate(QUESTION, result["segments"][0]["text"]) <= 0.3
+
+
+def test_silence_gives_no_segments(tmp_path: Path) -> None:
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros(5 * PROCESSING_RATE, dtype=np.float32), PROCESSING_RATE)
+    result = process(path)
+    assert result["segments"] == []
+    assert result["audio_s"] == 5.0
+
+
+def test_a_missing_mic_file_is_one_line(tmp_path: Path) -> None:
+    proc = parley("edge", "process", "--mic", str(tmp_path / "nope.wav"))
+    assert_one_line_error(proc, "nope.wav")
+
+
+def test_an_empty_far_file_is_one_line(tmp_path: Path) -> None:
+    mic, far = tmp_path / "mic.wav", tmp_path / "far.wav"
+    sf.write(mic, spoken(), PROCESSING_RATE)
+    sf.write(far, np.zeros(0, dtype=np.float32), PROCESSING_RATE)
+    proc = parley("edge", "process", "--mic", str(mic), "--far", str(far))
+    assert_one_line_error(proc, "far.wav", "no audio")
+
+
+def test_a_text_file_posing_as_audio_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "notes.wav"
+    path.write_text("this is not audio\n" * 100)
+    proc = parley("edge", "process", "--mic", str(path))
+    assert_one_line_error(proc, "notes.wav")
+
+
+def test_ten_minutes_of_noise_completes_without_inventing_turns(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    noise = (0.02 * rng.standard_normal(600 * PROCESSING_RATE)).astype(np.float32)
+    path = tmp_path / "noise.wav"
+    sf.write(path, noise, PROCESSING_RATE, subtype="PCM_16")
+    result = process(path)
+    assert result["audio_s"] == 600.0
+    assert len(result["segments"]) <= 2  # steady noise is not speech
+    assert result["rtf"] < 1.0  # offline over files: faster than real time even here
