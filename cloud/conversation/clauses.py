@@ -28,7 +28,9 @@ class ClausePolicy:
     first_min_words: int = 2
     first_max_words: int = 4
     min_words: int = 4
-    max_words: int = 10
+    # Later clauses are spoken while earlier ones play, so they may be long: cutting them
+    # mid-sentence only spoke half sentences when the reply hit its token budget.
+    max_words: int = 18
     max_sentences: int = 3
 
 

@@ -54,6 +54,16 @@ def test_the_reply_stops_after_its_sentence_budget() -> None:
     assert seg.push("More text. ") == [] and seg.flush() == []
 
 
+def test_a_reply_cut_short_by_its_token_budget_never_ends_on_half_a_sentence() -> None:
+    seg = ClauseSegmenter(ClausePolicy(max_sentences=2))
+    reply = ("I am sorry, but I cannot look at the clock. I am here to assist you with "
+             "your questions and help you plan")  # the budget ran out here
+    spoken = [c for word in reply.split(" ") for c in seg.push(word + " ")]
+    seg.drop_rest()  # what the reply service does when the budget cut a later sentence
+    assert spoken[-1].endswith("clock.")
+    assert " ".join(spoken) == "I am sorry, but I cannot look at the clock."
+
+
 def test_the_reply_is_kept_as_generated_for_the_next_prompt() -> None:
     seg = ClauseSegmenter(ClausePolicy(max_sentences=2))
     spoken = seg.push("You need:\n- two eggs\n- **fresh** milk. Then stir it. And more")
