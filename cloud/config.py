@@ -49,8 +49,10 @@ class CloudSettings(BaseSettings):
     llm_spares: int = Field(2, ge=1)  # extra instances for summaries / preparing prefixes
     llm_threads: int = Field(1, ge=1)
     # Threads for the steps of replies while other processes leave CPU cores idle (1: never
-    # more than llm_threads). Two threads make a first clause ~1.7x faster on an idle core.
-    llm_burst_threads: int = Field(2, ge=1)
+    # more than llm_threads). On an idle core two threads make a first clause ~1.7x faster,
+    # but on 2 cores with 4 sessions they took the CPU from speech synthesis: first-audio p95
+    # over 4 sessions was 2.75x the single-session p50 with 2 (4 runs), 2.35x with 1 (5 runs).
+    llm_burst_threads: int = Field(1, ge=1)
     llm_context_tokens: int = Field(1024, ge=256)
     tts_voice: str | None = None  # a registry tts model name; default: the registry's
     tts_threads: int = Field(1, ge=1)
