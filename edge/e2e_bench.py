@@ -120,7 +120,7 @@ def draw_waterfall(report: dict[str, Any], path: Path) -> Path:
         ax.text(start + 20, row, f"{total:.0f} ms", va="center")
     ax.set_yticks([0, 1], ["Parley", "naive cascade"])
     ax.set_xlabel("ms after the end of the user's speech (medians)")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="lower right")
     ax.set_title("From end of speech to the first reply sample")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
