@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from cloud.conversation.context import ConversationContext
@@ -24,17 +24,11 @@ from cloud.conversation.turn import TurnRecord
 from shared.errors import NetworkError
 from shared.link import Link, LinkConfig, OfferRejectedError, rtc_configuration
 from shared.protocol import (
-    Error,
     Hello,
     Message,
-    Phase,
-    ProtocolError,
+    ResumeState,
     Session,
     SessionStore,
-    Step,
-    VersionMismatchError,
-    decode,
-    encode,
 )
 
 log = logging.getLogger(__name__)
@@ -42,27 +36,6 @@ log = logging.getLogger(__name__)
 
 class SessionsFullError(NetworkError):
     """This replica hosts as many sessions as it may (HTTP 503)."""
-
-
-class TolerantLink(Link):
-    """A cloud-side link that answers a malformed frame with a non-fatal error."""
-
-    def _receive(self, data: bytes | str) -> Step:
-        session = self.session
-        if session is not None and session.phase is Phase.OPEN:
-            try:
-                msg = decode(data)
-            except VersionMismatchError:
-                raise
-            except ProtocolError as exc:
-                return _refusal(exc.error_code, str(exc))
-            if isinstance(msg, Hello):
-                return _refusal("unexpected_hello", "the session is already open")
-        return super()._receive(data)
-
-
-def _refusal(code: str, message: str) -> Step:
-    return Step(outgoing=(encode(Error(code=code[:64], message=message[:1024], fatal=False)),))
 
 
 class GatewaySessions(SessionStore):
@@ -83,22 +56,21 @@ class GatewaySessions(SessionStore):
         return super().accept(hello)
 
     def _revive(self, hello: Hello, saved: dict[str, Any]) -> None:
-        session = Session("cloud", session_id=hello.session_id,
-                          resume_token=str(saved.get("resume_token", "")))
         # Sequence numbers continue where the old replica left them (what it sent unacked is
-        # lost with it); the protocol's Session has no public setter for them.
-        session._next_seq = max(int(saved.get("next_seq", 1)), hello.last_seq_seen + 1)
-        session._last_received = session._last_consumed = int(saved.get("last_received", 0))
-        self._sessions[hello.session_id] = session
+        # lost with it) and above what the edge says it has seen.
+        state = ResumeState(session_id=hello.session_id,
+                            resume_token=str(saved.get("resume_token", "")),
+                            next_seq=max(int(saved.get("next_seq", 1)), hello.last_seq_seen + 1),
+                            last_received=int(saved.get("last_received", 0)))
+        self.adopt(Session.revive("cloud", state))
 
 
 def resume_state(session: Session) -> dict[str, Any]:
     """What a new replica needs to revive ``session``."""
-    return {"resume_token": session.resume_token, "next_seq": session._next_seq,
-            "last_received": session._last_received}
+    return dataclasses.asdict(session.resume_state())
 
 
-@dataclass
+@dataclasses.dataclass
 class _Hosted:
     conversation: Conversation
     link: Link
@@ -119,7 +91,9 @@ class SessionHub:
         self._settings = settings
         self._max_sessions = max_sessions
         self._idle_s = idle_s
-        self._link_config = link_config or LinkConfig()
+        # An open session answers a malformed frame with a non-fatal error and goes on.
+        self._link_config = dataclasses.replace(link_config or LinkConfig(),
+                                                tolerate_malformed=True)
         self._on_turn = on_turn
         self._on_error = on_error or (lambda _kind: None)
         self.sessions = GatewaySessions()
@@ -143,7 +117,7 @@ class SessionHub:
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
         pc = RTCPeerConnection(rtc_configuration(self._link_config))
-        link = TolerantLink(pc, self._link_config, store=self.sessions)
+        link = Link(pc, self._link_config, store=self.sessions)
         pc.on("datachannel", link.attach)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
