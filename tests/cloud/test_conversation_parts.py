@@ -177,18 +177,23 @@ class Recorder(Job):
         self.done.set()
 
 
+def run_to_the_end(worker: StepWorker, gate: Job, jobs: Sequence[Job]) -> None:
+    """Submit ``gate`` then ``jobs`` (queued while the gate runs) and wait for all of them."""
+    worker.submit(gate)
+    for job in jobs:
+        worker.submit(job)
+    for job in jobs:
+        assert job.done.wait(2)  # type: ignore[attr-defined]
+    worker.stop()
+
+
 def test_urgent_work_runs_first_and_normal_work_interleaves() -> None:
     worker = StepWorker("test")
     log: list[str] = []
     gate = Recorder("gate", 1, URGENT, log)
     jobs = [Recorder("bg", 2, BACKGROUND, log), Recorder("a", 3, NORMAL, log),
             Recorder("b", 3, NORMAL, log), Recorder("u", 2, URGENT, log)]
-    worker.submit(gate)
-    for job in jobs:
-        worker.submit(job)
-    for job in jobs:
-        assert job.done.wait(2)
-    worker.stop()
+    run_to_the_end(worker, gate, jobs)
     order = [name for name in log if name != "gate"]
     assert order[:2] == ["u", "u"]
     assert order[2:8] in (["a", "b"] * 3, ["b", "a"] * 3)
@@ -218,12 +223,7 @@ def test_jobs_of_one_batch_step_together_as_the_batch_chooses() -> None:
             Recorder("u", 2, URGENT, log)]
     for job in jobs:
         job.batch = batch
-    worker.submit(gate)
-    for job in jobs:
-        worker.submit(job)
-    for job in jobs:
-        assert job.done.wait(2)
-    worker.stop()
+    run_to_the_end(worker, gate, jobs)
     assert batch.steps == [["u"], ["u"], ["a", "b"], ["a", "b"], ["a", "b"]]
 
 
