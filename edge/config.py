@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge.vad import QUIET_DB
 from shared.errors import ConfigError
 
 
@@ -27,6 +28,8 @@ class EdgeSettings(BaseSettings):
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
     vad_min_silence_s: float = Field(default=0.03, ge=0.03, le=2.0)
     vad_min_speech_s: float = Field(default=0.03, ge=0.0, le=1.0)
+    # speech also ends when the level stays this many dB under its peak (None: model only)
+    vad_quiet_db: float | None = Field(default=QUIET_DB, ge=6.0, le=60.0)
     # speech recognition
     asr_engine: Literal["whisper", "streaming"] = "whisper"
     asr_model: str = ""  # a manifest name; empty = the default of the engine

@@ -33,7 +33,7 @@ def build_stages(s: EdgeSettings, *, echo_cancelling: bool = True) -> EdgeStages
     aec = (create_echo_canceller(EchoSettings(kind=s.aec, delay_ms=s.aec_delay_ms))
            if echo_cancelling and s.aec != "off" else PassThrough())
     vad = SileroVad(VadConfig(threshold=s.vad_threshold, min_speech_s=s.vad_min_speech_s,
-                              min_silence_s=s.vad_min_silence_s))
+                              min_silence_s=s.vad_min_silence_s, quiet_db=s.vad_quiet_db))
     asr = load_recognizer(s.asr_engine, s.asr_model, num_threads=s.asr_threads)
     timings = TurnTimings(partial_every=int(s.partial_interval_s * PROCESSING_RATE),
                           continuation_window=int(s.continuation_window_s * PROCESSING_RATE),

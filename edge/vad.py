@@ -9,6 +9,7 @@ sample positions on the mic timeline.
 from __future__ import annotations
 
 import abc
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,15 @@ from shared.errors import EngineError
 
 WINDOW = 512  # silero v5 at 16 kHz
 CONTEXT = 64
+# Speech also ends after two quiet windows: this far below the loudest window of the stretch
+# of speech, and within FLOOR_MARGIN_DB of the quietest window of the last FLOOR_WINDOWS (the
+# room's floor, taken as no lower than FLOOR_MIN_DB: a real microphone always hears something),
+# so the fading end of a word is not taken for silence. At 20 and 25 dB under the peak, quiet
+# moments inside words ended speech often enough to cut more turns short.
+QUIET_DB = 30.0
+FLOOR_MARGIN_DB = 20.0
+FLOOR_MIN_DB = -70.0
+FLOOR_WINDOWS = 94  # 3 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +38,11 @@ class VadConfig:
     min_speech_s: float = 0.03
     min_silence_s: float = 0.1
     num_threads: int = 1
+    # The model's speech probability stays high for ~100 ms after the last sound. Speech also
+    # ends once ``quiet_windows`` windows in a row are ``quiet_db`` below the loudest window
+    # of the stretch of speech (None: the model alone decides).
+    quiet_db: float | None = None
+    quiet_windows: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +75,10 @@ class VoiceActivityDetector(abc.ABC):
         self._context = np.zeros(CONTEXT, dtype=np.float32)
         self._position = 0  # samples consumed into windows
         self._speaking = False
+        self._peak_db = -120.0  # loudest window of the current stretch of speech
+        self._quiet_run = 0  # quiet windows in a row while speaking
+        self._held = False  # ended by quiet: the model's lingering "speech" is not an onset
+        self._levels: deque[float] = deque(maxlen=FLOOR_WINDOWS)
 
     @property
     def speaking(self) -> bool:
@@ -73,17 +92,46 @@ class VoiceActivityDetector(abc.ABC):
             flag = self._is_speech(np.concatenate([self._context, chunk]))
             self._context = chunk[-CONTEXT:]
             self._position += self.window
-            event = self._transition(flag)
+            event = self._transition(self._with_quiet(flag, chunk))
             if event is not None:
                 events.append(event)
         return events
 
-    def _transition(self, flag: bool) -> VadEvent | None:
+    def _with_quiet(self, flag: bool, chunk: Samples) -> bool | None:
+        """The model's flag, overruled by the level: None ends speech at the quiet run."""
+        quiet_db = self.config.quiet_db
+        if quiet_db is None:
+            return flag
+        level = 10.0 * float(np.log10(np.mean(np.square(chunk, dtype=np.float64)) + 1e-12))
+        self._levels.append(level)
+        if self._held:  # after a quiet end, only a loud window (or the model letting go)
+            if not flag or level >= self._peak_db - quiet_db:
+                self._held = False
+            return flag and not self._held
+        if not (flag and self._speaking):
+            self._peak_db = level if flag else -120.0
+            self._quiet_run = 0
+            return flag
+        self._peak_db = max(self._peak_db, level)
+        floor = max(min(self._levels), FLOOR_MIN_DB)
+        quiet = level < min(self._peak_db - quiet_db, floor + FLOOR_MARGIN_DB)
+        self._quiet_run = self._quiet_run + 1 if quiet else 0
+        if self._quiet_run >= self.config.quiet_windows:
+            self._held = True
+            return None
+        return True
+
+    def _transition(self, flag: bool | None) -> VadEvent | None:
         now = self._position
         if flag and not self._speaking:
             self._speaking = True
             onset = now - 2 * self.window - int(self.config.min_speech_s * PROCESSING_RATE)
             return SpeechStarted(sample=max(0, onset), decided_at=now)
+        if flag is None and self._speaking:  # the level fell and stayed down: it ended there
+            self._speaking = False
+            end = now - self._quiet_run * self.window
+            self._quiet_run = 0
+            return SpeechEnded(sample=max(0, end), decided_at=now)
         if not flag and self._speaking:
             self._speaking = False
             end = now - int(self.config.min_silence_s * PROCESSING_RATE) - self.window
@@ -95,6 +143,8 @@ class VoiceActivityDetector(abc.ABC):
         self._context = np.zeros(CONTEXT, dtype=np.float32)
         self._position = 0
         self._speaking = False
+        self._peak_db, self._quiet_run, self._held = -120.0, 0, False
+        self._levels.clear()
         self._reset_model()
 
     @abc.abstractmethod

@@ -31,13 +31,15 @@ from edge.endpointing.simulate import (
     trace_item,
 )
 from edge.endpointing.transcripts import KnownTranscripts, RecognizerTranscripts
-from edge.vad import VadConfig
+from edge.vad import QUIET_DB, VadConfig
 from shared.audio import PROCESSING_RATE
 from shared.errors import ConfigError
 
-# The endpointing path wants the end of speech early: one silent 32 ms window ends it (the
-# detector, not the VAD, decides whether the pause is the end of the turn).
-ENDPOINT_VAD = VadConfig(threshold=0.5, min_speech_s=0.03, min_silence_s=0.032)
+# The endpointing path wants the end of speech early: one silent 32 ms window, or two quiet
+# ones, end it (the detector, not the VAD, decides whether the pause ends the turn). As the
+# edge's defaults (edge/config.py).
+ENDPOINT_VAD = VadConfig(threshold=0.5, min_speech_s=0.03, min_silence_s=0.032,
+                         quiet_db=QUIET_DB)
 TIMEOUTS_S = (0.2, 0.5, 0.8)
 DEFAULT_SIZE = (100, 100)
 KNOWN_TEXT_ASR_COST = CostModel(fixed=0.10, per_second=0.05)
@@ -160,8 +162,10 @@ def _recognizer() -> tuple[Any, str]:
         raise ModelNotReadyError(f"{spec.name} is not built; run: parley models build "
                                  f"{spec.name} (or pass --known-text)")
     from edge.asr import load_recognizer
+    from edge.config import EdgeSettings
 
-    recognizer = load_recognizer()
+    # Timed as the edge runs it (its default thread count).
+    recognizer = load_recognizer(num_threads=EdgeSettings.model_fields["asr_threads"].default)
     stamp = hashlib.sha1(stamp_file.read_bytes()).hexdigest()[:10]
     return (lambda samples: str(recognizer.transcribe(samples).text)), f"{spec.name}-{stamp}"
 

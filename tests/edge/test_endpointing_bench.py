@@ -115,4 +115,6 @@ def test_the_vad_replay_stamps_events_from_each_items_start() -> None:
         assert events, item.item_id
         first, last = events[0], events[-1]
         assert abs(first.sample - item.spans[0].start) < 0.15 * PROCESSING_RATE
-        assert 0 < last.decided_at - item.speech_end < 0.3 * PROCESSING_RATE
+        # The item's end counts the word's fading tail (35-40 dB under its peak, near the
+        # noise floor); the VAD may end on the level up to two windows before it.
+        assert -0.1 * PROCESSING_RATE < last.decided_at - item.speech_end < 0.3 * PROCESSING_RATE
