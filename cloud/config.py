@@ -53,6 +53,9 @@ class CloudSettings(BaseSettings):
     # but on 2 cores with 4 sessions they took the CPU from speech synthesis: first-audio p95
     # over 4 sessions was 2.75x the single-session p50 with 2 (4 runs), 2.35x with 1 (5 runs).
     llm_burst_threads: int = Field(1, ge=1)
+    # A reply's generation rests this long after its first clause, leaving the CPU to that
+    # clause's synthesis (0: never); see ReplyService.
+    llm_rest_after_first_clause_ms: float = Field(100.0, ge=0.0, le=1000.0)
     llm_context_tokens: int = Field(1024, ge=256)
     tts_voice: str | None = None  # a registry tts model name; default: the registry's
     tts_threads: int = Field(1, ge=1)

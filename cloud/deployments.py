@@ -64,7 +64,9 @@ class LanguageModelDeployment:
         self.engine = LlamaEngine(s.llm_model_path, sequences=s.llm_instances + s.llm_spares,
                                   n_ctx=s.llm_context_tokens, n_threads=s.llm_threads)
         self.service = ReplyService(self.engine.models, spares=s.llm_spares,
-                                    burst_threads=s.llm_burst_threads)
+                                    burst_threads=s.llm_burst_threads,
+                                    rest_after_first_clause_s=s.llm_rest_after_first_clause_ms
+                                    / 1000.0)
         # Every session's prompt starts with the system prompt and the opening of a user
         # message (the empty content and its end marker are not reused).
         self.service.warm_up([ChatMessage("system", s.system_prompt), ChatMessage("user", "")])

@@ -30,6 +30,8 @@ bench_app = typer.Typer(help="End-to-end latency against a naive cascade.")
 
 NAIVE_EDGE = {"endpointing": "timeout", "timeout_ms": 500.0, "speculative_asr": False,
               "partial_interval_s": 0.0}
+# The whole reply, then one synthesis: no first clause to leave the CPU to.
+NAIVE_CLOUD = {"reply_mode": "naive", "llm_rest_after_first_clause_ms": 0.0}
 
 
 @bench_app.command()
@@ -65,7 +67,7 @@ def e2e(
 def run_mode(mode: str, base: EdgeSettings, inputs: list[Path], folder: Path, port: int,
              repeat: int) -> list[DemoResult]:
     edge = base.model_copy(update=NAIVE_EDGE) if mode == "naive" else base
-    cloud = {"reply_mode": "naive"} if mode == "naive" else {}
+    cloud = NAIVE_CLOUD if mode == "naive" else {}
     results = []
     with local_cloud(port, cloud) as (url, token):
         settings = edge.model_copy(update={"cloud_url": url, "token": token})

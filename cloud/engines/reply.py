@@ -243,8 +243,9 @@ def _absorbed(job: _StreamJob, result: StepResult) -> bool | BaseException:
 
 class _ReplyJob(_StreamJob):
     def __init__(self, model: LanguageModel, request: ReplyRequest, emit: _Emitter,
-                 batch: Batch | None) -> None:
+                 batch: Batch | None, rest_after_first_s: float = 0.0) -> None:
         super().__init__(URGENT, model, batch)
+        self._rest_after_first_s = rest_after_first_s
         self._request = request
         self._emit = emit
         self._segmenter = ClauseSegmenter(request.clauses)
@@ -275,6 +276,8 @@ class _ReplyJob(_StreamJob):
         first_index = self._segmenter.clauses_out - len(texts)
         for offset, text in enumerate(texts):
             self._emit.put(Clause(index=first_index + offset, text=text, at_ms=self._ms()))
+            if first_index + offset == 0:  # leave the CPU to the first clause's synthesis
+                self.resume_at = time.monotonic() + self._rest_after_first_s
             self.priority = NORMAL
 
     def _done(self, finish: str) -> bool:
@@ -341,9 +344,14 @@ class ReplyService(ReplySource):
     one worker thread (the instances may share one compute context)."""
 
     def __init__(self, models: Sequence[LanguageModel], spares: int = 1, name: str = "llm",
-                 budgets: dict[int, int] | None = None, burst_threads: int = 1) -> None:
+                 budgets: dict[int, int] | None = None, burst_threads: int = 1,
+                 rest_after_first_clause_s: float = 0.0) -> None:
         """``burst_threads``: threads a reply's steps may use while CPU cores are idle (for
-        instances that share a ``ModelGroup``)."""
+        instances that share a ``ModelGroup``). ``rest_after_first_clause_s``: a reply does
+        not step for this long after its first clause, so that the clause's speech synthesis
+        (in another process, on the same cores) gets the CPU; the next clause is not needed
+        before the first one has played."""
+        self._rest_after_first_s = rest_after_first_clause_s
         self.pool = ModelPool(models, spares)
         budgets = budgets or STEP_BUDGETS
         self._batches: dict[int, Batch] = {}
@@ -389,7 +397,7 @@ class ReplyService(ReplySource):
         prefill = self._prefills.pop(id(model), None)
         if prefill is not None:  # it holds the instance; what it evaluated stays cached
             prefill.cancel()
-        job = _ReplyJob(model, request, emit, self._batch(model))
+        job = _ReplyJob(model, request, emit, self._batch(model), self._rest_after_first_s)
         self._worker.submit(job)
         try:
             while True:

@@ -19,6 +19,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class Job(ABC):
         self.cancelled = False
         self.submitted = 0  # arrival order (set by the worker)
         self.turn = 0  # when it last ran (set by the worker)
+        self.resume_at = 0.0  # time.monotonic() before which the job does not step
 
     @abstractmethod
     def step(self) -> bool:
@@ -162,11 +164,10 @@ class StepWorker:
             with self._cond:
                 jobs = self._pick(lane)
                 while not jobs and not self._stopped:
-                    # Eligible jobs may wait for a resource another worker holds: look again
-                    # soon; otherwise sleep until a submit, a finished step or a wake.
-                    waiting = any(j.priority in lane.priorities and j not in self._running
-                                  for j in self._jobs)
-                    self._cond.wait(timeout=0.005 if waiting else None)
+                    # Eligible jobs may wait for a resource another worker holds, or rest
+                    # until their resume_at: look again then; otherwise sleep until a
+                    # submit, a finished step or a wake.
+                    self._cond.wait(timeout=self._recheck_in(lane))
                     jobs = self._pick(lane)
                 if not jobs:
                     return
@@ -175,13 +176,24 @@ class StepWorker:
                     self._running.add(job)
             self._run_step(jobs)
 
+    def _recheck_in(self, lane: Lane) -> float | None:
+        """Seconds until an eligible, not running job may be runnable (lock held)."""
+        eligible = [j for j in self._jobs if j.priority in lane.priorities
+                    and j not in self._running]
+        if not eligible:
+            return None
+        rest = min(j.resume_at for j in eligible) - time.monotonic()
+        return max(0.001, min(0.005, rest)) if rest > 0 else 0.005
+
     def _pick(self, lane: Lane) -> list[Job]:
         """Drop cancelled jobs; the lane's most urgent runnable job and the jobs of its batch
         that step with it (lock held)."""
         for job in [j for j in self._jobs if j.cancelled and j not in self._running]:
             self._end(job, None)
         ordered = sorted(self._jobs, key=_urgency)
-        runnable = [j for j in ordered if j.priority in lane.priorities and j not in self._running]
+        now = time.monotonic()
+        runnable = [j for j in ordered if j.priority in lane.priorities
+                    and j not in self._running and j.resume_at <= now]
         for lead in runnable:
             if self._locks.try_hold(lead):
                 return [lead, *self._companions(lead, runnable)]

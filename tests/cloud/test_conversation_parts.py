@@ -227,6 +227,16 @@ def test_jobs_of_one_batch_step_together_as_the_batch_chooses() -> None:
     assert batch.steps == [["u"], ["u"], ["a", "b"], ["a", "b"], ["a", "b"]]
 
 
+def test_a_resting_job_lets_the_others_step_and_then_goes_on() -> None:
+    worker = StepWorker("test")
+    log: list[str] = []
+    resting = Recorder("rest", 2, URGENT, log)
+    resting.resume_at = time.monotonic() + 0.2
+    run_to_the_end(worker, Recorder("gate", 1, URGENT, log), [resting,
+                                                              Recorder("b", 3, NORMAL, log)])
+    assert log[1:] == ["b", "b", "b", "rest", "rest"]  # urgent, but it rested
+
+
 def test_a_cancelled_job_stops_before_its_next_step() -> None:
     worker = StepWorker("test")
     log: list[str] = []

@@ -205,3 +205,20 @@ def test_a_context_too_small_for_the_prompt_and_a_reply_is_one_clear_line() -> N
         load_settings(llm_context_tokens=512, max_prompt_tokens=500, max_reply_tokens=36)
     assert "\n" not in str(refused.value)
     assert load_settings(llm_context_tokens=1024, max_prompt_tokens=600)
+
+
+async def test_a_reply_rests_after_its_first_clause_so_its_synthesis_gets_the_cpu(
+        fakes: Any) -> None:
+    llm_cls, _ = fakes
+    events = {}
+    for rest in (0.0, 0.25):
+        service = ReplyService([llm_cls(sure, step_s=0.002), llm_cls(sure, step_s=0.002)],
+                               spares=1, rest_after_first_clause_s=rest)
+        try:
+            events[rest] = [e for e in await collect(service, "s") if isinstance(e, Clause)]
+        finally:
+            service.close()
+    def gap_ms(clauses: list[Clause]) -> float:
+        return clauses[1].at_ms - clauses[0].at_ms
+    assert [c.text for c in events[0.0]] == [c.text for c in events[0.25]]  # same reply
+    assert gap_ms(events[0.25]) >= 250.0
