@@ -40,7 +40,8 @@ class VadConfig:
     num_threads: int = 1
     # The model's speech probability stays high for ~100 ms after the last sound. Speech also
     # ends once ``quiet_windows`` windows in a row are ``quiet_db`` below the loudest window
-    # of the stretch of speech (None: the model alone decides).
+    # of the stretch of speech and near the room's floor (see QUIET_DB; None: the model alone
+    # decides).
     quiet_db: float | None = None
     quiet_windows: int = 2
 
@@ -104,8 +105,9 @@ class VoiceActivityDetector(abc.ABC):
             return flag
         level = 10.0 * float(np.log10(np.mean(np.square(chunk, dtype=np.float64)) + 1e-12))
         self._levels.append(level)
-        if self._held:  # after a quiet end, only a loud window (or the model letting go)
-            if not flag or level >= self._peak_db - quiet_db:
+        if self._held:  # after a quiet end, only a loud window (or the model letting go):
+            # a noise window popping over the quiet line must not restart speech
+            if not flag or level >= self._peak_db - quiet_db / 2:
                 self._held = False
             return flag and not self._held
         if not (flag and self._speaking):
