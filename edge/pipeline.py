@@ -39,7 +39,13 @@ from edge.turns import (
 )
 from edge.vad import SpeechEnded, SpeechStarted, VoiceActivityDetector
 from shared import protocol as p
-from shared.audio import PROCESSING_RATE, Samples, StreamResampler, pcm16_to_float
+from shared.audio import (
+    PROCESSING_RATE,
+    Samples,
+    StreamResampler,
+    frame_levels_db,
+    pcm16_to_float,
+)
 
 log = logging.getLogger(__name__)
 TICK_FRAMES = 5  # the end-of-turn policy runs every 50 ms
@@ -410,11 +416,9 @@ def last_sound(audio: Samples, frame: int = 160, below_peak_db: float = 30.0,
                floor_db: float = -55.0) -> int | None:
     """One past the last 10 ms frame of ``audio`` within ``below_peak_db`` of its loudest
     frame (and above ``floor_db`` dBFS); None when nothing in it is that loud."""
-    n = audio.size // frame
-    if n == 0:
+    level = frame_levels_db(audio, frame)
+    if level.size == 0:
         return None
-    frames = audio[: n * frame].reshape(n, frame).astype(np.float64)
-    level = 10.0 * np.log10(np.mean(frames * frames, axis=1) + 1e-12)
     loud = np.flatnonzero(level >= max(float(level.max()) - below_peak_db, floor_db))
     return int(loud[-1] + 1) * frame if loud.size else None
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from models.corpus import espeak_utterance, silence
-from shared.audio import PROCESSING_RATE, Samples, read_wav, write_wav
+from shared.audio import PROCESSING_RATE, Samples, frame_levels_db, read_wav, write_wav
 
 SAMPLE_WAV = Path(__file__).with_name("data") / "sample_question.wav"
 
@@ -88,9 +88,7 @@ def _compose(name: str, parts: list[tuple[str, str, float, bool]], voice: str,
 
 def _speech_extent(audio: Samples, threshold_db: float = -40.0) -> tuple[float, float]:
     """First and last instant (seconds) where the 10 ms level exceeds ``threshold_db``."""
-    frames = audio[: audio.size // 160 * 160].reshape(-1, 160)
-    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-    loud = np.flatnonzero(level > threshold_db)
+    loud = np.flatnonzero(frame_levels_db(audio) > threshold_db)
     if loud.size == 0:
         return 0.0, audio.size / PROCESSING_RATE
     return float(loud[0]) * 0.01, float(loud[-1] + 1) * 0.01

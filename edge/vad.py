@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.audio import PROCESSING_RATE, Samples
+from shared.audio import PROCESSING_RATE, Samples, rms_db
 from shared.errors import EngineError
 
 WINDOW = 512  # silero v5 at 16 kHz
@@ -103,7 +103,7 @@ class VoiceActivityDetector(abc.ABC):
         quiet_db = self.config.quiet_db
         if quiet_db is None:
             return flag
-        level = 10.0 * float(np.log10(np.mean(np.square(chunk, dtype=np.float64)) + 1e-12))
+        level = rms_db(chunk)
         self._levels.append(level)
         if self._held:  # after a quiet end, only a loud window (or the model letting go):
             # a noise window popping over the quiet line must not restart speech

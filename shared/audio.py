@@ -151,6 +151,15 @@ def rms_db(samples: Samples) -> float:
     return 20.0 * float(np.log10(max(rms, 1e-6)))
 
 
+def frame_levels_db(samples: Samples, frame: int = 160) -> npt.NDArray[np.float64]:
+    """The level (dBFS, -120 for silence) of each whole ``frame`` of ``samples``."""
+    n = samples.size // frame
+    frames = np.asarray(samples[: n * frame], dtype=np.float64).reshape(n, frame)
+    levels: npt.NDArray[np.float64] = 10.0 * np.log10(
+        np.maximum(np.mean(frames * frames, axis=1), 1e-12))
+    return levels
+
+
 def _short(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
 
