@@ -217,8 +217,7 @@ class EdgeAgent:
         turn = self.s.turns.current
         if turn is not None:
             rec = self._record(turn.turn_id)
-            rec.start, rec.vad_end = turn.start, event.decided_at
-            rec.speech_end = self._sound_end(event.sample)
+            rec.start, rec.speech_end, rec.vad_end = turn.start, event.sample, event.decided_at
         self._execute(actions)
 
     # -- barge-in: duck at once on an onset, stop when the VAD confirms ------------------
@@ -286,8 +285,9 @@ class EdgeAgent:
                                            action.final, now=self._now()))
 
     def _sound_end(self, vad_end: int) -> int:
-        """The VAD's end of speech trails the last sound by 20-180 ms (its windows and
-        hangover); the waterfall counts from the last sound, as a listener hears it."""
+        """The VAD's end of speech may trail the last sound (its windows and hangover); the
+        waterfall of a turn sent to the cloud counts from the last sound, as a listener
+        hears it."""
         lookback = max(self.history.start, vad_end - END_LOOKBACK)
         end = last_sound(self.history.slice(lookback, vad_end))
         return vad_end if end is None else lookback + end
