@@ -2,7 +2,8 @@
 
 The recognizer is blocking and not re-entrant, so one thread runs it. While it is busy,
 at most one request waits: a newer request replaces the waiting one (its future is
-cancelled), because only the newest audio matters for a partial or a speculative final.
+cancelled), because only the newest audio matters for a partial or a speculative final;
+but a partial never replaces a waiting final (the final is what the turn waits for).
 """
 
 from __future__ import annotations
@@ -36,18 +37,24 @@ class NewestFirstWorker(Generic[R]):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self._busy = False
         self._waiting: tuple[Samples, int, asyncio.Future[Decoded[R]]] | None = None
+        self._waiting_final = False
 
     @property
     def busy(self) -> bool:
         return self._busy
 
-    def submit(self, audio: Samples, upto_sample: int) -> asyncio.Future[Decoded[R]]:
-        """Queue a decode of ``audio`` (which ends at ``upto_sample`` on the mic timeline)."""
+    def submit(self, audio: Samples, upto_sample: int,
+               final: bool = False) -> asyncio.Future[Decoded[R]]:
+        """Queue a decode of ``audio`` (which ends at ``upto_sample`` on the mic timeline);
+        a ``final`` one is not superseded by a later partial (that one is cancelled)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Decoded[R]] = loop.create_future()
+        if self._waiting is not None and self._waiting_final and not final:
+            future.cancel()
+            return future
         if self._waiting is not None:
             self._waiting[2].cancel()
-        self._waiting = (audio, upto_sample, future)
+        self._waiting, self._waiting_final = (audio, upto_sample, future), final
         if not self._busy:
             self._start_next(loop)
         return future
@@ -57,7 +64,7 @@ class NewestFirstWorker(Generic[R]):
             self._busy = False
             return
         audio, upto, future = self._waiting
-        self._waiting = None
+        self._waiting, self._waiting_final = None, False
         self._busy = True
         task = loop.run_in_executor(self._pool, self._timed, audio)
 
@@ -80,5 +87,5 @@ class NewestFirstWorker(Generic[R]):
     def close(self) -> None:
         if self._waiting is not None:
             self._waiting[2].cancel()
-            self._waiting = None
+            self._waiting, self._waiting_final = None, False
         self._pool.shutdown(wait=False, cancel_futures=True)

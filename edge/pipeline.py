@@ -3,7 +3,8 @@
 Every 10 ms the duplex device gives one mic frame and the speaker frame played meanwhile:
 
     mic -> aec (far-end reference = the speaker frame) -> vad -> turn-taking
-        -> asr (worker thread; partials while speaking, a speculative final at each pause)
+        -> asr (worker thread; partials while speaking, a speculative final at each pause,
+           started when the level first falls)
         -> prosody -> end-of-turn policy -> uplink (transcript.final / cancel / barge_in)
     downlink (tts.start / tts.chunk / tts.end / response.text / metrics)
         -> playout (jitter buffer, ledger) -> speaker -> back to the aec as far end
@@ -37,7 +38,7 @@ from edge.turns import (
     StopReply,
     TurnTaker,
 )
-from edge.vad import SpeechEnded, SpeechStarted, VoiceActivityDetector
+from edge.vad import SpeechEnded, SpeechPausing, SpeechStarted, VoiceActivityDetector
 from shared import protocol as p
 from shared.audio import (
     PROCESSING_RATE,
@@ -206,6 +207,8 @@ class EdgeAgent:
         for event in self._timed("vad", self.s.vad.push, clean):
             if isinstance(event, SpeechStarted):
                 self._execute(self.s.turns.speech_started(event.sample))
+            elif isinstance(event, SpeechPausing):
+                self._execute(self.s.turns.speech_pausing(event.sample, event.decided_at))
             elif isinstance(event, SpeechEnded):
                 self._on_speech_end(event)
         self._follow_reply(frame)
@@ -261,7 +264,7 @@ class EdgeAgent:
 
     def _decode(self, action: Decode) -> None:
         audio = self.history.slice(action.start, action.upto)
-        future = self.worker.submit(audio, action.upto)
+        future = self.worker.submit(audio, action.upto, final=action.final)
         future.add_done_callback(lambda f: self._on_decoded(action, f))
         if self.lockstep:
             self._pending.append(future)

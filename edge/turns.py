@@ -5,7 +5,8 @@ object decides when the user's turn is over, when to tell the cloud early, when 
 play, and when the user barged in. It does no I/O, so every timing rule is unit-tested with a
 fake clock.
 
-A user turn goes: speaking -> paused (a speculative decode of the audio so far runs) ->
+A user turn goes: speaking -> paused (a speculative decode of the audio so far runs; it
+starts when the level first falls, one VAD window before the pause is confirmed) ->
  - the end-of-turn policy is confident enough to *speculate*: the final goes to the cloud
    early, while the edge keeps listening (the reply is held back);
  - confident enough to *commit* (or the hard maximum pause passed): the reply may play;
@@ -103,6 +104,9 @@ class UserTurn:
     decode_requested: bool = False
     last_partial_at: int = 0
     history: list[str] = field(default_factory=list)
+    # a decode started when the level fell, before the VAD confirmed the pause:
+    early: tuple[int, int] | None = None  # (speech end, upto)
+    early_result: tuple[str, tuple[object, ...], object | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,8 @@ class TurnTimings:
     partial_every: int = int(1.0 * PROCESSING_RATE)  # 0 disables partial hypotheses
     continuation_window: int = int(1.5 * PROCESSING_RATE)
     min_turn: int = int(0.2 * PROCESSING_RATE)  # shorter blips are not turns
+    # a fall of the level the VAD has not confirmed after this long was not a pause
+    early_expires: int = int(0.1 * PROCESSING_RATE)
     # The naive cascade (a baseline): recognize only once the pause has ended the turn,
     # instead of speculatively at the start of every pause.
     decode_at_end: bool = False
@@ -145,17 +151,36 @@ class TurnTaker:
         self.reply_heard = False
         return actions
 
+    def speech_pausing(self, speech_end: int, decided_at: int) -> list[Action]:
+        """The level fell (the VAD may confirm a pause at ``speech_end`` a window later):
+        start the pause's speculative decode now. If the user goes on, it served as a
+        partial."""
+        turn = self.current
+        if (turn is None or turn.speech_end is not None or self.t.decode_at_end
+                or not self._long_enough(turn, speech_end)):
+            return []
+        turn.early, turn.early_result = (speech_end, decided_at), None
+        turn.last_partial_at = decided_at
+        return [Decode(turn.turn_id, turn.start, decided_at, final=True)]
+
     def speech_ended(self, speech_end: int, decided_at: int) -> list[Action]:
         turn = self.current
         if turn is None:
             return []
+        early, early_result = turn.early, turn.early_result
+        turn.early = turn.early_result = None
         turn.speech_end, turn.pause_decided_at = speech_end, decided_at
-        if speech_end - turn.start < self.t.min_turn + self.t.preroll // 2:
+        if not self._long_enough(turn, speech_end):
             self.current = None  # a click or a cough: not a turn
             return []
         if self.t.decode_at_end:
             return []
         turn.decode_requested = True
+        if early is not None and early[0] == speech_end:  # the pause the early decode saw
+            turn.pause_decided_at = early[1]
+            if early_result is None:
+                return []  # on its way
+            return self.decoded(turn.turn_id, early[1], *early_result, final=True, now=decided_at)
         return [Decode(turn.turn_id, turn.start, decided_at, final=True)]
 
     def decoded(self, turn_id: int, upto: int, text: str, words: tuple[object, ...],
@@ -166,8 +191,13 @@ class TurnTaker:
             return []
         if not final:
             return [SendPartial(turn_id, text)] if text else []
-        if turn.speech_end is None or upto < (turn.pause_decided_at or 0):
-            return []  # stale: the user spoke again since
+        if turn.speech_end is None and turn.early is not None and turn.early[1] == upto:
+            turn.early_result = (text, words, prosody)  # the pause is not confirmed yet
+            return []
+        if turn.speech_end is None:  # the user went on: it was the words so far
+            return [SendPartial(turn_id, text)] if text else []
+        if upto < (turn.pause_decided_at or 0):
+            return []  # stale: a later pause is being decoded
         turn.decoded_upto, turn.text, turn.words, turn.prosody = upto, text, words, prosody
         return [] if now is None else self.tick(now, speaking=False)
 
@@ -177,7 +207,7 @@ class TurnTaker:
         if turn is None:
             return []
         if speaking:
-            return self._maybe_partial(turn, now)
+            return self._expire_early(turn, now) + self._maybe_partial(turn, now)
         if turn.speech_end is None:
             return []
         pause_ms = (now - turn.speech_end) * 1000.0 / PROCESSING_RATE
@@ -220,6 +250,16 @@ class TurnTaker:
         turn.pause_decided_at = now
         return [Decode(turn.turn_id, turn.start, now, final=True)]
 
+    def _long_enough(self, turn: UserTurn, speech_end: int) -> bool:
+        return speech_end - turn.start >= self.t.min_turn + self.t.preroll // 2
+
+    def _expire_early(self, turn: UserTurn, now: int) -> list[Action]:
+        """The user went on after the level fell: the early decode was a partial."""
+        if turn.early is None or now - turn.early[1] < self.t.early_expires:
+            return []
+        result, turn.early, turn.early_result = turn.early_result, None, None
+        return [SendPartial(turn.turn_id, result[0])] if result and result[0] else []
+
     def _resume(self, turn: UserTurn, reason: str) -> list[Action]:
         actions: list[Action] = []
         if turn.final_sent:
@@ -227,6 +267,7 @@ class TurnTaker:
             turn.turn_id = self._new_id()
             turn.final_sent = False
         turn.speech_end = turn.pause_decided_at = turn.decoded_upto = None
+        turn.early = turn.early_result = None
         turn.decode_requested = False
         return actions
 

@@ -55,6 +55,16 @@ class SpeechStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechPausing:
+    """The level fell: speech may have ended at ``sample``. A ``SpeechEnded`` with the same
+    ``sample`` one window later confirms it; otherwise the user went on. Lets the edge start
+    recognizing a window before the pause is certain."""
+
+    sample: int
+    decided_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class SpeechEnded:
     """Speech stopped; ``sample`` is the estimated end of speech (before the min silence)."""
 
@@ -62,7 +72,7 @@ class SpeechEnded:
     decided_at: int
 
 
-VadEvent = SpeechStarted | SpeechEnded
+VadEvent = SpeechStarted | SpeechPausing | SpeechEnded
 
 
 class VoiceActivityDetector(abc.ABC):
@@ -93,10 +103,16 @@ class VoiceActivityDetector(abc.ABC):
             flag = self._is_speech(np.concatenate([self._context, chunk]))
             self._context = chunk[-CONTEXT:]
             self._position += self.window
-            event = self._transition(self._with_quiet(flag, chunk))
+            event = self._transition(self._with_quiet(flag, chunk)) or self._pausing()
             if event is not None:
                 events.append(event)
         return events
+
+    def _pausing(self) -> SpeechPausing | None:
+        """The first quiet window of a run that may end speech at the next one."""
+        if self._speaking and self._quiet_run == 1 and self.config.quiet_windows > 1:
+            return SpeechPausing(sample=self._position - self.window, decided_at=self._position)
+        return None
 
     def _with_quiet(self, flag: bool, chunk: Samples) -> bool | None:
         """The model's flag, overruled by the level: None ends speech at the quiet run."""

@@ -3,9 +3,11 @@
 The same timeline as ``edge/pipeline.py`` + ``edge/turns.py``: the silero VAD (``edge.vad``)
 sees the audio in 10 ms frames; a turn starts 250 ms before the first speech onset; while the
 user speaks, a partial decode of the turn so far is requested every second; at each end of
-speech the VAD reports (its own latency included), a speculative final decode of the turn up to
-that moment is requested. One recognizer thread runs the decodes, newest request first (as
-``edge.asr_worker.NewestFirstWorker``): a decode waits for the one running. Prosody is measured
+speech a speculative final decode of the turn up to that moment is requested: when the level
+first falls (``SpeechPausing``, a window before the VAD confirms the pause) or, for a pause the
+VAD ended otherwise, when it reports it (its own latency included). One recognizer thread
+runs the decodes, newest request first (as ``edge.asr_worker.NewestFirstWorker``; a partial
+never replaces a waiting final): a decode waits for the one running. Prosody is measured
 once the final decode is back. The end-of-turn policy runs as soon as that transcript is known
 (assumed: the turn-taker asks the policy when the decode arrives), then on every 50 ms tick;
 a fixed timeout needs no transcript and decides on the tick.
@@ -26,13 +28,14 @@ import numpy as np
 
 from edge.endpointing.eval_set import EvalItem
 from edge.prosody import ProsodyFeatures, analyze
-from edge.vad import SpeechEnded, SpeechStarted, VoiceActivityDetector
+from edge.turns import TurnTimings
+from edge.vad import SpeechEnded, SpeechPausing, SpeechStarted, VadEvent, VoiceActivityDetector
 from shared.audio import PROCESSING_RATE
 
 FRAME = 160  # 10 ms
 TICK = 5 * FRAME  # the policy runs every 50 ms
-PREROLL = int(0.25 * PROCESSING_RATE)
-PARTIAL_EVERY = int(1.0 * PROCESSING_RATE)
+PREROLL = TurnTimings().preroll
+PARTIAL_EVERY = TurnTimings().partial_every
 
 
 class TranscriptSource(Protocol):
@@ -82,19 +85,20 @@ class _Worker:
     cost: Callable[[int], float]  # upto (sample) -> compute seconds
     free_at: int = 0
     pending: tuple[int, int, Any] | None = None  # (requested_at, upto, tag)
+    pending_final: bool = False
     finished: dict[Any, int] = field(default_factory=dict)
 
-    def request(self, now: int, upto: int, tag: Any) -> None:
+    def request(self, now: int, upto: int, tag: Any, final: bool = False) -> None:
         self.advance(now)
         if self.free_at <= now:
             self._run(now, upto, tag)
-        else:
-            self.pending = (now, upto, tag)  # a waiting request is superseded
+        elif final or not self.pending_final:  # a partial never replaces a waiting final
+            self.pending, self.pending_final = (now, upto, tag), final
 
     def advance(self, now: int) -> None:
         if self.pending is not None and self.free_at <= now:
             _, upto, tag = self.pending
-            self.pending = None
+            self.pending, self.pending_final = None, False
             self._run(self.free_at, upto, tag)
 
     def _run(self, start_at: int, upto: int, tag: Any) -> None:
@@ -109,16 +113,16 @@ class VadReplay:
     def __init__(self, vad: VoiceActivityDetector) -> None:
         self.vad = vad
 
-    def events(self, item: EvalItem) -> list[SpeechStarted | SpeechEnded]:
+    def events(self, item: EvalItem) -> list[VadEvent]:
         """The VAD's events over the item, fed in 10 ms frames as the pipeline does."""
         self.vad.reset()
-        out: list[SpeechStarted | SpeechEnded] = []
+        out: list[VadEvent] = []
         for i in range(0, item.audio.size - FRAME + 1, FRAME):
             out.extend(self.vad.push(item.audio[i:i + FRAME]))
         return out
 
 
-def trace_item(item: EvalItem, events: list[SpeechStarted | SpeechEnded],
+def trace_item(item: EvalItem, events: list[VadEvent],
                source: TranscriptSource, asr_cost: CostModel, prosody_cost: CostModel,
                judged_from_ms: float | None = None) -> Trace:
     """Replay the item: when each pause's transcript and prosody became known, and what.
@@ -130,47 +134,47 @@ def trace_item(item: EvalItem, events: list[SpeechStarted | SpeechEnded],
     if not starts:
         return Trace(item, ())
     turn_start = max(0, starts[0].sample - PREROLL)
-    ends, decoded = _schedule(events, turn_start, asr_cost)
     pauses = []
-    for end in ends:
+    for end, upto, done in _schedule(events, turn_start, asr_cost):
         resumed = next((s.decided_at for s in starts if s.decided_at > end.decided_at), None)
-        done = decoded.get(end.decided_at)
-        audio = item.audio[turn_start:end.decided_at]
+        audio = item.audio[turn_start:upto]
         ready = None
         if done is not None and (resumed is None or done < resumed):
             ready = done + int(prosody_cost(audio.size / PROCESSING_RATE) * PROCESSING_RATE)
         final = end.decided_at > item.speech_end
         length_ms = ((resumed or item.audio.size) - end.sample) * 1000.0 / PROCESSING_RATE
         judged = judged_from_ms is not None and (final or length_ms >= judged_from_ms)
-        text = source.transcribe(item, turn_start, end.decided_at) if ready or judged else ""
+        text = source.transcribe(item, turn_start, upto) if ready or judged else ""
         pauses.append(Pause(end.sample, end.decided_at, resumed, ready, text, analyze(audio),
                             final))
     return Trace(item, tuple(pauses))
 
 
-def _schedule(events: list[SpeechStarted | SpeechEnded], turn_start: int,
-              asr_cost: CostModel) -> tuple[list[SpeechEnded], dict[int, int]]:
-    """Run the recognizer thread over the turn: the ends of speech, and for each (by the
-    sample the VAD reported it at) when its speculative final decode finished."""
+def _schedule(events: list[VadEvent], turn_start: int,
+              asr_cost: CostModel) -> list[tuple[SpeechEnded, int, int | None]]:
+    """Run the recognizer thread over the turn: each end of speech, the sample its
+    speculative final decode ran up to, and when that decode finished (None: superseded)."""
     worker = _Worker(cost=lambda upto: asr_cost((upto - turn_start) / PROCESSING_RATE))
-    ends = {e.decided_at: e for e in events if isinstance(e, SpeechEnded)}
-    for kind, at, upto in _requests(events, turn_start):
-        worker.request(at, upto, (kind, at))
+    requests, ends = _requests(events, turn_start)
+    for kind, at, upto in requests:
+        worker.request(at, upto, (kind, at), final=kind == "final")
     worker.advance(10**12)
-    decoded = {at: worker.finished[("final", at)] for at in ends
-               if ("final", at) in worker.finished}
-    return list(ends.values()), decoded
+    return [(end, upto, worker.finished.get(("final", upto))) for end, upto in ends]
 
 
-def _requests(events: list[SpeechStarted | SpeechEnded],
-              turn_start: int) -> list[tuple[str, int, int]]:
-    """Decode requests in time order: partials every second of speech, a final per pause."""
+def _requests(events: list[VadEvent], turn_start: int,
+              ) -> tuple[list[tuple[str, int, int]], list[tuple[SpeechEnded, int]]]:
+    """Decode requests in time order (as ``edge.turns.TurnTaker`` makes them): a partial
+    every second of speech, a final when the level falls (``SpeechPausing``) or, for a pause
+    the VAD ended otherwise, at its end; and each end of speech with its final's ``upto``."""
     out: list[tuple[str, int, int]] = []
+    ends: list[tuple[SpeechEnded, int]] = []
     speaking_since: int | None = None
     last_partial = turn_start
+    early: SpeechPausing | None = None
     for e in events:
         if isinstance(e, SpeechStarted):
-            speaking_since = e.decided_at
+            speaking_since, early = e.decided_at, None
             continue
         if speaking_since is not None:
             t = next_tick(speaking_since)
@@ -179,9 +183,18 @@ def _requests(events: list[SpeechStarted | SpeechEnded],
                     out.append(("partial", t, t))
                     last_partial = t
                 t += TICK
+        if isinstance(e, SpeechPausing):
+            early, speaking_since, last_partial = e, e.decided_at, e.decided_at
+            out.append(("final", e.decided_at, e.decided_at))
+            continue
         speaking_since = None
-        out.append(("final", e.decided_at, e.decided_at))
-    return out
+        if early is not None and early.sample == e.sample:
+            ends.append((e, early.decided_at))
+        else:
+            out.append(("final", e.decided_at, e.decided_at))
+            ends.append((e, e.decided_at))
+        early = None
+    return out, ends
 
 
 def next_tick(sample: int) -> int:

@@ -125,3 +125,47 @@ def test_the_naive_cascade_decodes_only_once_the_timeout_ended_the_turn() -> Non
     assert len(decode) == 1 and isinstance(decode[0], Decode) and decode[0].upto == 1500 * MS
     tt.decoded(decode[0].turn_id, decode[0].upto, "What time is it?", (), None, final=True)
     assert kinds(run_pause(tt, 1550, 1600)) == ["SendFinal", "Release"]
+
+
+def test_the_pause_decode_starts_when_the_level_falls_and_serves_the_confirmed_pause() -> None:
+    tt = TurnTaker(FixedTimeoutPolicy(200), TurnTimings(partial_every=0))
+    tt.speech_started(0)
+    early = tt.speech_pausing(2000 * MS, 2032 * MS)
+    assert len(early) == 1 and isinstance(early[0], Decode) and early[0].upto == 2032 * MS
+    # offline runs get the result before the VAD confirms the pause: it waits
+    assert tt.decoded(early[0].turn_id, early[0].upto, "What time is it?", (), None,
+                      final=True, now=2040 * MS) == []
+    assert tt.speech_ended(2000 * MS, 2064 * MS) == []  # confirmed: no second decode
+    actions = run_pause(tt, 2200, 2250)
+    assert kinds(actions) == ["SendFinal", "Release"] and actions[0].text == "What time is it?"
+
+
+def test_a_result_arriving_after_the_confirmation_ends_the_turn_too() -> None:
+    tt = TurnTaker(FixedTimeoutPolicy(200), TurnTimings(partial_every=0))
+    tt.speech_started(0)
+    (early,) = tt.speech_pausing(2000 * MS, 2032 * MS)
+    assert tt.speech_ended(2000 * MS, 2064 * MS) == []
+    assert isinstance(early, Decode)
+    actions = tt.decoded(early.turn_id, early.upto, "Hi there.", (), None, final=True,
+                         now=2250 * MS)
+    assert kinds(actions) == ["SendFinal", "Release"]
+
+
+def test_when_the_user_goes_on_the_early_decode_is_a_partial_and_the_pause_is_decoded_again(
+) -> None:
+    tt = TurnTaker(FixedTimeoutPolicy(200), TurnTimings(partial_every=0))
+    tt.speech_started(0)
+    (early,) = tt.speech_pausing(1000 * MS, 1032 * MS)
+    assert isinstance(early, Decode)
+    tt.decoded(early.turn_id, early.upto, "I'd like", (), None, final=True, now=1040 * MS)
+    went_on = tt.tick(1150 * MS, speaking=True)  # no confirmation came: the user went on
+    assert kinds(went_on) == ["SendPartial"] and went_on[0].text == "I'd like"
+    later = tt.speech_ended(2500 * MS, 2600 * MS)  # a pause the level did not announce
+    assert len(later) == 1 and isinstance(later[0], Decode) and later[0].upto == 2600 * MS
+    # a late result of an older decode does not answer the new pause
+    assert tt.decoded(early.turn_id, early.upto, "I'd like", (), None, final=True,
+                      now=2650 * MS) == []
+    tt.decoded(later[0].turn_id, later[0].upto, "I'd like a coffee.", (), None, final=True)
+    actions = run_pause(tt, 2700, 2750)
+    assert kinds(actions) == ["SendFinal", "Release"]
+    assert actions[0].text == "I'd like a coffee."

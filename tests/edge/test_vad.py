@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.vad import SileroVad, SpeechEnded, SpeechStarted, VadConfig
+from edge.vad import SileroVad, SpeechEnded, SpeechPausing, SpeechStarted, VadConfig, VadEvent
 from models.corpus import espeak_utterance, silence
 from shared.audio import PROCESSING_RATE
 
 pytestmark = pytest.mark.usefixtures("built_models")
 
 
-def events(audio: np.ndarray, config: VadConfig) -> list[SpeechStarted | SpeechEnded]:
+def events(audio: np.ndarray, config: VadConfig) -> list[VadEvent]:
     vad = SileroVad(config)
-    out: list[SpeechStarted | SpeechEnded] = []
+    out: list[VadEvent] = []
     for i in range(0, audio.size - 160 + 1, 160):  # 10 ms frames, as the edge feeds it
         out.extend(vad.push(audio[i:i + 160]))
     return out
@@ -49,3 +49,13 @@ def test_the_model_still_decides_when_the_level_never_falls() -> None:
     kinds = [type(e) for e in events((audio + hum).astype(np.float32),
                                      VadConfig(min_silence_s=0.03, quiet_db=30.0))]
     assert kinds.count(SpeechStarted) == kinds.count(SpeechEnded) <= 2
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_level_end_is_announced_one_window_before_it_is_confirmed(seed: int) -> None:
+    audio, _ = scene(seed)
+    out = events(audio, VadConfig(min_silence_s=0.03, quiet_db=30.0))
+    (end,) = [e for e in out if isinstance(e, SpeechEnded)]
+    announced = [e for e in out if isinstance(e, SpeechPausing) and e.sample == end.sample]
+    assert len(announced) == 1
+    assert end.decided_at - announced[0].decided_at == 512  # one window sooner
