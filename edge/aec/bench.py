@@ -5,7 +5,8 @@ noise, user level and double-talk start drawn from the seed) it runs far-end-onl
 double-talk and near-end-only scenes from a cold start, and prints per implementation the
 median and worst of: ERLE (first 2 s, after 4 s, whole), delay error, near-end loss in double
 talk, near-end loss alone, cost per 10 ms frame, VAD onsets on the cancelled echo, and (when
-the whisper model is built) word error rates.
+the whisper model is built) word error rates pooled over all the user's utterances, with a
+90 % paired bootstrap interval of each condition's WER minus the user-alone WER.
 """
 
 from __future__ import annotations
@@ -189,7 +190,10 @@ def _table(summaries: list[Summary]) -> str:
             f"{'ms/fr':>7}{'vad':>4}  wer")
     rows = [head]
     for s in summaries:
-        wer = " ".join(f"{k}={v:.2f}" for k, v in s.wer.items())
+        wer = " ".join(f"{k}={v:.2f}" + (f" [{s.wer_minus_alone[k][0]:+.2f},"
+                                           f"{s.wer_minus_alone[k][1]:+.2f}]"
+                                           if k in s.wer_minus_alone else "")
+                       for k, v in s.wer.items())
         rows.append(
             f"{s.name:<14}{s.erle_cold_db[0]:>6.1f}{s.erle_steady_db[0]:>7.1f}"
             f"{s.erle_whole_db[0]:>6.1f}{s.erle_whole_db[1]:>6.1f}{s.delay_error_ms[1]:>8.2f}"
@@ -204,6 +208,7 @@ def _table(summaries: list[Summary]) -> str:
         "share of those frames cut > 10 dB, eaten> = same among frames where the user is "
         "louder than the echo; warm = DT loss after one far-end-only reply; alone = "
         "near-end-only level change; vad = VAD onsets on the cancelled echo, all seeds; "
-        "wer: aec (cold), aec_warm, mic (no AEC), alone (no echo), echo_words = words "
-        "transcribed from the whole far-end-only outputs.")
+        "wer, pooled over all utterances: aec (cold), aec_warm, mic (no AEC), alone (no echo), "
+        "[90 % bootstrap interval of WER minus alone]; echo_words = words transcribed from "
+        "the whole far-end-only outputs, all seeds.")
     return "\n".join(rows)

@@ -4,6 +4,9 @@ Per seed, three scenes from :mod:`edge.room` (same room): far-end only (ERLE fro
 start, delay error, whether the VAD fires on what is left of the echo), double talk (how much
 of the user's speech survives, and optionally the recognizer's word error rate against the
 user's speech without any echo), near-end only (the user's voice must pass unchanged).
+Over seeds, word error rates are pooled over all the user's utterances (edits summed over
+reference words summed), with a paired bootstrap interval of each condition's WER minus the
+WER of the user alone.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class SceneResult:
     vad_onsets_echo: int | None = None  # VAD speech starts on the far-end-only output
     vad_onsets_mic: int | None = None   # ... and on the raw mic (what would happen without AEC)
     wer: dict[str, float] = field(default_factory=dict)
+    said: tuple[str, ...] = ()  # the user's utterances in the double-talk scene
+    heard: dict[str, tuple[str, ...]] = field(default_factory=dict)  # condition -> transcripts
 
 
 def run_scene(canceller: EchoCanceller, scene: Scene, cold: bool = True) -> tuple[Samples, float]:
@@ -90,6 +95,7 @@ def evaluate_seed(make: Make, settings: EchoSettings, scenes: SeedScenes,
     warm_talk, _ = run_scene(canceller, talk, cold=False)  # the agent's second reply
     out_talk, ms_talk = run_scene(canceller, talk)
     out_near, ms_near = run_scene(canceller, near)
+    heard = {} if transcribe is None else transcripts(transcribe, talk, out_talk, warm_talk)
     return SceneResult(
         seed=seed, delay_ms=far.room.delay_ms, rt60_s=far.room.rt60_s,
         erle=erle_report(far.mic, measured, far.far_only),
@@ -101,29 +107,57 @@ def evaluate_seed(make: Make, settings: EchoSettings, scenes: SeedScenes,
         ms_per_frame=float(np.median([ms_far, ms_talk, ms_near])),
         vad_onsets_echo=None if count_speech is None else count_speech(out_far),
         vad_onsets_mic=None if count_speech is None else count_speech(far.mic),
-        wer={} if transcribe is None else word_error_rates(transcribe, talk, out_talk, warm_talk,
-                                                             out_far))
+        said=talk.near_texts if heard else (), heard=heard,
+        wer={} if transcribe is None else word_error_rates(talk.near_texts, heard)
+        | {"echo_words": float(len(spoken(transcribe(out_far)).split()))})
 
 
-def word_error_rates(transcribe: Transcribe, talk: Scene, out_talk: Samples,
-                     warm_talk: Samples, out_far: Samples) -> dict[str, float]:
-    """WER of the user's utterances: after AEC (cold start, and warm), raw mic, and the user
-    alone (no echo); plus the words the recognizer finds in the whole far-end-only output
-    (should be none; the pipeline only decodes what the VAD passes)."""
-    from shared.text import corpus_word_error_rate
-
+def transcripts(transcribe: Transcribe, talk: Scene, out_talk: Samples,
+                warm_talk: Samples) -> dict[str, tuple[str, ...]]:
+    """What the recognizer hears of each of the user's utterances (0.3 s margins): after AEC
+    (cold start, and warm), on the raw mic, and of the user alone (no echo)."""
     pad = int(0.3 * PROCESSING_RATE)
     spans = [(max(0, a - pad), b + pad) for a, b in talk.near_spans]
-    alone = talk.near + talk.noise
+    signals = {"aec": out_talk, "aec_warm": warm_talk, "mic": talk.mic,
+               "alone": talk.near + talk.noise}
+    return {k: tuple(spoken(transcribe(x[a:b])) for a, b in spans) for k, x in signals.items()}
 
-    def wer(signal: Samples) -> float:
-        return corpus_word_error_rate(
-            (text, spoken(transcribe(signal[a:b])))
-            for text, (a, b) in zip(talk.near_texts, spans, strict=True))
 
-    echo_words = len(spoken(transcribe(out_far)).split())
-    return {"aec": wer(out_talk), "aec_warm": wer(warm_talk), "mic": wer(talk.mic),
-            "alone": wer(alone), "echo_words": float(echo_words)}
+def word_error_rates(said: tuple[str, ...], heard: dict[str, tuple[str, ...]]) -> dict[str, float]:
+    """One seed's WER per condition; the bench adds ``echo_words``: the words the recognizer
+    finds in the whole far-end-only output (should be none; the pipeline only decodes what
+    the VAD passes)."""
+    from shared.text import corpus_word_error_rate
+
+    return {k: corpus_word_error_rate(zip(said, texts, strict=True)) for k, texts in heard.items()}
+
+
+BOOTSTRAP_RESAMPLES = 4000
+
+
+def pooled_word_error_rates(results: list[SceneResult]) -> tuple[
+        dict[str, float], dict[str, tuple[float, float]]]:
+    """Corpus WER per condition over every utterance of every seed, and the 90 % paired
+    bootstrap interval (utterances resampled, the same draw for all conditions, fixed seed)
+    of each condition's WER minus the WER of the user alone."""
+    from shared.text import word_errors
+
+    rs = [r for r in results if r.heard]
+    if not rs:
+        return {}, {}
+    counts = {k: np.array([word_errors(ref, hyp) for r in rs
+                           for ref, hyp in zip(r.said, r.heard[k], strict=True)], dtype=float)
+              for k in rs[0].heard}
+    words = counts["alone"][:, 1]
+    draws = np.random.default_rng(0).integers(0, words.size, (BOOTSTRAP_RESAMPLES, words.size))
+    pooled = {k: float(c[:, 0].sum() / words.sum()) for k, c in counts.items()}
+    intervals: dict[str, tuple[float, float]] = {}
+    for k, c in counts.items():
+        if k != "alone":
+            diff = (c[:, 0] - counts["alone"][:, 0])[draws].sum(axis=1) / words[draws].sum(axis=1)
+            low, high = np.percentile(diff, [5.0, 95.0])
+            intervals[k] = (float(low), float(high))
+    return pooled, intervals
 
 
 _ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)")
@@ -153,7 +187,9 @@ class Summary:
     near_only_loss_db: tuple[float, float]
     ms_per_frame: float
     vad_onsets_echo: int | None
-    wer: dict[str, float]
+    utterances: int
+    wer: dict[str, float]  # pooled over utterances; echo_words: summed over seeds
+    wer_minus_alone: dict[str, tuple[float, float]]  # 90 % bootstrap interval per condition
 
     def as_json(self) -> dict[str, object]:
         data = asdict(self)
@@ -161,11 +197,16 @@ class Summary:
             if isinstance(value, tuple):
                 data[key] = {"median": round(value[0], 2), "worst": round(value[1], 2)}
         data["ms_per_frame"] = round(self.ms_per_frame, 3)
+        data["wer"] = {k: round(v, 3) for k, v in self.wer.items()}
+        data["wer_minus_alone"] = {
+            k: {"difference": round(self.wer[k] - self.wer["alone"], 3),
+                "p5": round(low, 3), "p95": round(high, 3)}
+            for k, (low, high) in self.wer_minus_alone.items()}
         return data
 
 
 def summarize(name: str, results: Iterable[SceneResult]) -> Summary:
-    """Median and worst (lowest ERLE, largest error, most loss) over seeds."""
+    """Median and worst (lowest ERLE, largest error, most loss) over seeds; WER pooled."""
     rs = list(results)
 
     def stat(values: list[float], worst_is_low: bool = True) -> tuple[float, float]:
@@ -174,7 +215,8 @@ def summarize(name: str, results: Iterable[SceneResult]) -> Summary:
 
     delays = [abs(r.delay_error_ms) for r in rs if r.delay_error_ms is not None]
     vad = [r.vad_onsets_echo for r in rs if r.vad_onsets_echo is not None]
-    wer_keys = sorted({k for r in rs for k in r.wer})
+    wer, intervals = pooled_word_error_rates(rs)
+    echo_words = [r.wer["echo_words"] for r in rs if "echo_words" in r.wer]
     return Summary(
         name=name, seeds=len(rs),
         erle_cold_db=stat([r.erle.cold_db for r in rs]),
@@ -191,9 +233,6 @@ def summarize(name: str, results: Iterable[SceneResult]) -> Summary:
         near_only_loss_db=stat([r.near_only.median_db for r in rs]),
         ms_per_frame=float(np.median([r.ms_per_frame for r in rs])),
         vad_onsets_echo=sum(vad) if vad else None,
-        wer={k: _combine(k, [r.wer[k] for r in rs if k in r.wer]) for k in wer_keys})
-
-
-def _combine(key: str, values: list[float]) -> float:
-    """Echo words add up over seeds; word error rates are averaged."""
-    return float(np.sum(values) if key == "echo_words" else np.mean(values))
+        utterances=sum(len(r.said) for r in rs),
+        wer=wer | ({"echo_words": float(sum(echo_words))} if echo_words else {}),
+        wer_minus_alone=intervals)

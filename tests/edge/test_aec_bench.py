@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
+from edge.aec import bench
 from edge.aec.bench import bench_app
-from edge.aec.evaluate import spoken
+from edge.aec.erle import ErleReport, NearEndLoss
+from edge.aec.evaluate import SceneResult, spoken, summarize
 
 
 def test_bench_prints_erle_delay_double_talk_and_cost_per_implementation() -> None:
@@ -23,6 +26,56 @@ def test_bench_prints_erle_delay_double_talk_and_cost_per_implementation() -> No
     assert report["acceptance"]["numpy"]["erle_whole_median_ge_25"] is True
 
 
+def test_bench_reports_pooled_wer_with_intervals_and_keeps_per_seed_transcripts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stand-in recognizer: hears "yes" in anything, so every condition scores the same.
+    monkeypatch.setattr(bench, "_transcriber", lambda: lambda audio: "Yes.")
+    result = CliRunner().invoke(bench_app, ["--json", "--seeds", "1", "--only", "numpy",
+                                            "--far-voice", "espeak", "--no-vad"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    summary, (scene,) = report["implementations"]["numpy"], report["scenes"]["numpy"]
+    assert summary["utterances"] == len(scene["said"]) == 2
+    assert set(summary["wer"]) == {"aec", "aec_warm", "mic", "alone", "echo_words"}
+    assert summary["wer"]["echo_words"] == 1.0  # "yes" in the far-end-only output
+    assert set(summary["wer_minus_alone"]) == {"aec", "aec_warm", "mic"}
+    assert summary["wer_minus_alone"]["aec"] == {"difference": 0.0, "p5": 0.0, "p95": 0.0}
+    assert scene["heard"]["aec_warm"] == ["Yes.", "Yes."]
+    assert set(scene["wer"]) == set(summary["wer"])
+
+
+def _result(seed: int, said: tuple[str, ...], heard: dict[str, tuple[str, ...]]) -> SceneResult:
+    loss = NearEndLoss(0.0, 0.0, 0.0, 0.0)
+    return SceneResult(seed=seed, delay_ms=50.0, rt60_s=0.3, erle=ErleReport(30.0, 30.0, 30.0),
+                       double_talk_erle_db=20.0, delay_error_ms=0.0, double_talk=loss,
+                       double_talk_warm=loss, near_only=loss, ms_per_frame=0.1,
+                       said=said, heard=heard)
+
+
+def test_word_error_rates_are_pooled_over_utterances_with_a_paired_interval() -> None:
+    long = "one two three four five six seven eight nine ten"
+    results = [
+        # 10 reference words, the echo costs 5 of them; alone 1 error.
+        _result(0, (long,), {"aec": ("one two three four five",), "alone": (long[4:],)}),
+        # 2 words, both lost with echo (a per-seed mean would weigh this seed like the first).
+        _result(1, ("hello there",), {"aec": ("",), "alone": ("hello there",)}),
+        _result(2, ("good morning",), {"aec": ("good morning",), "alone": ("good morning",)}),
+    ]
+    s = summarize("numpy", results)
+    assert s.utterances == 3
+    assert s.wer["aec"] == pytest.approx(7 / 14)  # not the mean of 0.5, 1.0, 0.0
+    assert s.wer["alone"] == pytest.approx(1 / 14)
+    low, high = s.wer_minus_alone["aec"]
+    assert 0.0 <= low <= 6 / 14 <= high <= 1.0
+    assert "alone" not in s.wer_minus_alone
+    assert summarize("numpy", results).wer_minus_alone == s.wer_minus_alone  # fixed seed
+
+
+def test_without_a_recognizer_there_are_no_word_error_rates() -> None:
+    s = summarize("numpy", [_result(0, (), {})])
+    assert s.wer == {} and s.wer_minus_alone == {} and s.utterances == 0
+
+
 def test_bench_refuses_unknown_implementations() -> None:
     result = CliRunner().invoke(bench_app, ["--only", "speex", "--no-vad", "--no-asr"])
     assert result.exit_code != 0
@@ -31,3 +84,4 @@ def test_bench_refuses_unknown_implementations() -> None:
 def test_whisper_annotations_are_not_words() -> None:
     assert spoken("[ Inaudible ]") == ""
     assert spoken("Turn it (music) down.") == "Turn it down."
+
