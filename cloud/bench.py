@@ -1,9 +1,10 @@
 """``parley bench cloud``: first audio over real WebRTC, one session and N at once.
 
 Starts the tier locally (Ray + Serve on a free loopback port, or uses ``--url``), then simulated
-edge clients connect with ``shared.link`` and send ``transcript.final`` messages (with prosody),
-one turn at a time: the next is sent once the previous turn's ``tts.end`` arrived. First audio
-= sending the final -> receiving the first ``tts.chunk``. The single-session figures come from
+edge clients connect with ``shared.link`` and, once all are connected, send ``transcript.final``
+messages (with prosody), one turn at a time: the first at the same moment, the next once the
+previous turn's ``tts.end`` arrived. First audio = sending the final -> receiving the first
+``tts.chunk``. The single-session figures come from
 the same run, before the concurrent phase. Optional phases: ``--context-turns K`` (one session,
 K turns, each sent once the previous reply would have finished playing: prompt size and time
 to first token at turn 5 vs turn K, from the cloud's ``metrics``)
@@ -92,16 +93,25 @@ async def run_turn(link: Link, turn_id: int, text: str, result: ClientResult) ->
 
 
 async def run_client(url: str, token: str, turns: int, offset: int = 0,
-                     listen: bool = False) -> ClientResult:
+                     listen: bool = False, start: asyncio.Barrier | None = None) -> ClientResult:
     """One simulated edge. With ``listen`` it waits, like a user, until the reply would have
-    finished playing before the next turn (otherwise right after ``tts.end``)."""
+    finished playing before the next turn (otherwise right after ``tts.end``). With ``start``
+    its first turn waits until every client of the barrier is connected."""
     result = ClientResult()
     try:
         link = await connect(url, token)
     except NetworkError as exc:
         result.errors.append(f"connect: {exc}")
+        if start is not None:
+            await start.abort()
         return result
     try:
+        if start is not None:
+            try:
+                await start.wait()
+            except asyncio.BrokenBarrierError:
+                result.errors.append("another client could not connect")
+                return result
         for turn in range(1, turns + 1):
             text = QUESTIONS[(turn + offset) % len(QUESTIONS)]
             try:
@@ -130,8 +140,10 @@ def summary(values: list[float]) -> dict[str, float | None]:
 
 async def concurrent(url: str, secret: bytes, sessions: int, turns: int,
                      tag: str) -> list[ClientResult]:
+    """``sessions`` clients connect, then all send their first final at the same moment."""
     tokens = [issue_token(secret, f"{tag}-{i}", 3600) for i in range(sessions)]
-    return list(await asyncio.gather(*(run_client(url, tokens[i], turns, offset=i)
+    start = asyncio.Barrier(sessions)
+    return list(await asyncio.gather(*(run_client(url, tokens[i], turns, offset=i, start=start)
                                        for i in range(sessions))))
 
 

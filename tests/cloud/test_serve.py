@@ -170,3 +170,27 @@ async def test_a_session_resumes_with_its_context(tier: tuple[str, CloudSettings
     state = await session_vault().load.remote(session.session_id)
     users = [ex["user"] for ex in state["context"]["exchanges"]]
     assert users == ["My name is Ada.", "What is my name?"]
+
+
+async def test_the_cloud_bench_answers_every_turn_of_sessions_started_together(
+        tier: tuple[str, CloudSettings]) -> None:
+    from cloud.bench import concurrent
+
+    url, _ = tier
+    results = await concurrent(url, SECRET.encode(), sessions=2, turns=2, tag="bench-test")
+    assert [r.errors for r in results] == [[], []]
+    assert all(len(r.first_audio_ms) == 2 and min(r.first_audio_ms) > 0 for r in results)
+    assert all(len(r.metrics) == 2 for r in results)  # each turn's stage times came back
+
+
+async def test_a_client_that_cannot_connect_releases_the_others(
+        tier: tuple[str, CloudSettings]) -> None:
+    from cloud.bench import run_client
+
+    url, _ = tier
+    start = asyncio.Barrier(2)
+    good = run_client(url, issue_token(SECRET.encode(), "bench-good", 300), 1, start=start)
+    bad = run_client(url, "not-a-token", 1, start=start)
+    ok, failed = await asyncio.wait_for(asyncio.gather(good, bad), 30)
+    assert failed.errors and failed.errors[0].startswith("connect:")
+    assert ok.errors == ["another client could not connect"]
