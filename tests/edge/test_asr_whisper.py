@@ -100,3 +100,28 @@ class TestHelpers:
         chunks += chunker.finish()
         assert all(c.size <= 5 * RATE for c in chunks)
         assert sum(c.size for c in chunks) == 12 * RATE
+
+
+def test_a_stuck_decode_is_retried_with_a_longer_tail_then_the_full_window(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decoder's loop guard: each retry gives it more silence to find its end."""
+    from edge.asr import whisper as w
+
+    recognizer = w.WhisperRecognizer.__new__(w.WhisperRecognizer)
+    recognizer.config = w.WhisperConfig(tail_silence_s=1.2, retry_tail_silence_s=2.5)
+    windows: list[float] = []
+    stuck_runs = {"n": 0}
+
+    def run(audio: np.ndarray) -> tuple[str, int]:
+        windows.append(round(audio.size / RATE, 1))
+        stuck = len(windows) <= stuck_runs["n"]
+        return ("well" if stuck else "hello there"), (10_000 if stuck else 3)  # token cap hit
+
+    monkeypatch.setattr(recognizer, "_run", run)
+    speech = (0.1 * np.sin(2 * np.pi * 220 * np.arange(RATE) / RATE)).astype(np.float32)
+    full = round(w.MAX_DECODE_S, 1)
+    for stuck, expected in ((0, [2.2]), (1, [2.2, 3.5]), (2, [2.2, 3.5, full])):
+        windows.clear()
+        stuck_runs["n"] = stuck
+        assert recognizer._decode(speech) == "hello there"
+        assert windows == expected
