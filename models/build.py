@@ -31,6 +31,7 @@ class Builder(Protocol):
 
 BUILDERS: dict[str, str] = {
     "copy": "models.copy_builder",
+    "gguf_q8": "models.gguf_q8",
     "whisper": "models.whisper_onnx",
     "piper": "models.piper_voice",
 }
