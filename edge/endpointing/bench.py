@@ -162,14 +162,14 @@ def _recognizer() -> tuple[Any, str]:
         raise ModelNotReadyError(f"{spec.name} is not built; run: parley models build "
                                  f"{spec.name} (or pass --known-text)")
     from edge.asr import load_recognizer
-    from edge.asr.whisper import WhisperConfig
     from edge.config import EdgeSettings
 
     # Timed as the edge runs it (its default thread count).
     recognizer = load_recognizer(num_threads=EdgeSettings.model_fields["asr_threads"].default)
     # the cache holds texts of this model decoded this way
-    decoding = repr((WhisperConfig.__dataclass_fields__["tail_silence_s"].default,
-                     WhisperConfig.__dataclass_fields__["retry_tail_silence_s"].default))
+    config = getattr(recognizer, "config", None)
+    decoding = repr((getattr(config, "tail_silence_s", None),
+                     getattr(config, "retry_tail_silence_s", None)))
     stamp = hashlib.sha1(stamp_file.read_bytes() + decoding.encode()).hexdigest()[:10]
     return (lambda samples: str(recognizer.transcribe(samples).text)), f"{spec.name}-{stamp}"
 
