@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import ray
 from ray import serve
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from cloud.config import CloudSettings
 from cloud.conversation.ports import (
@@ -164,7 +164,7 @@ class SessionVault:
 
 def session_vault() -> Any:
     """The cluster's one vault actor (created on first use, outlives gateway replicas)."""
-    return SessionVault.options(name=VAULT_NAME, namespace=VAULT_NAMESPACE,
+    return _decorated(SessionVault).options(name=VAULT_NAME, namespace=VAULT_NAMESPACE,
                                 lifetime="detached", get_if_exists=True).remote()
 
 
@@ -186,12 +186,12 @@ class VaultContextStore(ContextStore):
 class HandleReplySource(ReplySource):
     """The language model deployment seen through a Serve handle."""
 
-    def __init__(self, handle: DeploymentHandle) -> None:
+    def __init__(self, handle: DeploymentHandle[Any]) -> None:
         self._handle = handle
 
     async def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
-        stream = self._handle.options(
-            stream=True, multiplexed_model_id=request.session_id).reply.remote(request)
+        stream = cast("DeploymentResponseGenerator[ReplyEvent]", self._handle.options(
+            stream=True, multiplexed_model_id=request.session_id).reply.remote(request))
         try:
             async for event in stream:
                 yield event
@@ -230,7 +230,7 @@ class HandleReplySource(ReplySource):
 class HandleSpeechSource(SpeechSource):
     """The speech deployment seen through a Serve handle."""
 
-    def __init__(self, handle: DeploymentHandle) -> None:
+    def __init__(self, handle: DeploymentHandle[Any]) -> None:
         self._handle = handle
 
     async def speak(self, request: SpeechRequest) -> SpeechAudio:
@@ -247,7 +247,7 @@ class HandleSpeechSource(SpeechSource):
 class GatewayDeployment:
     """FastAPI ingress hosting the WebRTC sessions of this replica."""
 
-    async def __init__(self, llm: DeploymentHandle, tts: DeploymentHandle,  # type: ignore[misc]
+    async def __init__(self, llm: DeploymentHandle[Any], tts: DeploymentHandle[Any],  # type: ignore[misc]
                        settings: dict[str, Any]) -> None:
         # (Serve awaits an async constructor; the replica is ready once it returns.)
         from cloud.app import conversation_settings
@@ -277,7 +277,7 @@ class GatewayDeployment:
         await self.hub.close()
 
 
-async def _warm_routes(llm: DeploymentHandle, tts: DeploymentHandle,
+async def _warm_routes(llm: DeploymentHandle[Any], tts: DeploymentHandle[Any],
                        store: VaultContextStore) -> None:
     """The first call through a handle (or to the vault) sets up its route and connection,
     tens of milliseconds that would otherwise land on the first user's first turn. Best
@@ -325,9 +325,15 @@ def bind_app(s: CloudSettings) -> Any:
     """The bound Serve application (gateway -> llm, tts)."""
     values = s.model_dump()
     options = deployment_options(s)
-    llm = LanguageModelDeployment.options(**options["llm"]).bind(values)
-    tts = SpeechDeployment.options(**options["tts"]).bind(values)
-    return GatewayDeployment.options(**options["gateway"]).bind(llm, tts, values)
+    llm = _decorated(LanguageModelDeployment).options(**options["llm"]).bind(values)
+    tts = _decorated(SpeechDeployment).options(**options["tts"]).bind(values)
+    return _decorated(GatewayDeployment).options(**options["gateway"]).bind(llm, tts, values)
+
+
+def _decorated(cls: type) -> Any:
+    """What Ray's class decorator (``@serve.deployment``, ``@ray.remote``) made of ``cls``;
+    mypy keeps the class type through a class decorator."""
+    return cls
 
 
 def start_ray(num_cpus: int) -> None:

@@ -39,7 +39,7 @@ BUILDERS: dict[str, str] = {
 
 def builder_for(spec: ModelSpec) -> Builder:
     module = importlib.import_module(BUILDERS[spec.builder])
-    return module  # type: ignore[return-value]
+    return module
 
 
 def build_all(

@@ -2,6 +2,11 @@
 
 The sentences are the first ones of ``models.corpus.SENTENCES`` (taken in order, not picked
 by result). The aggregate WER is printed; run with ``-s`` to see it and each miss.
+
+Piper draws fresh noise on every call, so a sentence sounds a little different each time.
+The 4-sentence command-line check (there to prove that the two commands and the 22.05 ->
+16 kHz resampling fit together) bounds each sentence (at least half of it heard) and the WER
+loosely (25%): one misheard word moves a 4-sentence WER by 5 points.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from shared.text import corpus_word_error_rate
 IN_PROCESS = SENTENCES[:24]
 THROUGH_THE_CLI = SENTENCES[24:28]
 MAX_WER = 0.10
+CLI_MAX_WER, CLI_MAX_SENTENCE_WER = 0.25, 0.5  # each sentence: at least half of it
 
 
 @pytest.fixture(scope="module")
@@ -62,4 +68,6 @@ def test_tts_say_then_asr_transcribe_on_the_command_line(
         wav = tmp_path / f"{i}.wav"
         parley("tts", "say", text, "--out", str(wav), "--json")  # 22.05 kHz: asr resamples
         pairs.append((text, str(parley("asr", "transcribe", str(wav), "--json")["text"])))
-    assert report("parley tts say -> parley asr transcribe", pairs) <= MAX_WER
+    assert report("parley tts say -> parley asr transcribe", pairs) <= CLI_MAX_WER
+    for said, heard in pairs:
+        assert corpus_word_error_rate([(said, heard)]) <= CLI_MAX_SENTENCE_WER, (said, heard)
