@@ -29,8 +29,12 @@ class EchoSettings:
     ``estimate_delay`` it is only the starting point and the estimate takes over.
     ``tail_ms``: how much of the room response the linear filter models after the direct
     path. ``suppression``: residual echo over-estimation factor (higher removes more echo
-    and more of the user's voice during double talk). ``comfort_noise``: refill suppressed
-    bins at the background noise level (off only to measure ERLE). The livekit
+    and more of the user's voice during double talk). ``nearend_dominance_db``: when the
+    suppressor's input holds this much more than the predicted echo and noise explain (the user
+    is talking over the echo), it suppresses gently (no over-estimation, no leak) for a few
+    frames so the user's words are not notched; None always suppresses hard.
+    ``comfort_noise``: refill suppressed bins at the background noise level (off only to
+    measure ERLE). The livekit
     implementation can add WebRTC noise suppression (``noise_suppression``) and AEC3
     (``webrtc_aec``) after our stages; both are off by default because both cut more of the
     user's words during double talk (``parley bench aec`` measures them).
@@ -43,6 +47,7 @@ class EchoSettings:
     tail_ms: float = 220.0
     suppression: float = 2.5
     suppression_floor_db: float = -40.0
+    nearend_dominance_db: float | None = 9.0
     comfort_noise: bool = True
     noise_suppression: bool = False
     webrtc_aec: bool = False

@@ -61,6 +61,7 @@ def implementations() -> dict[str, tuple[Make, EchoSettings]]:
 def aec(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     seeds: Annotated[int, typer.Option(help="Rooms (each: 3 scenes, cold start).")] = 6,
+    first_seed: Annotated[int, typer.Option(help="Seed of the first room.")] = 0,
     only: Annotated[str, typer.Option(help="Comma-separated implementations (default all).")] = "",
     far_voice: Annotated[str, typer.Option(
         help="Far-end voice: espeak, piper, or mixed (odd seeds piper).")] = "mixed",
@@ -71,13 +72,14 @@ def aec(
     impls = implementations()
     names = [n.strip() for n in only.split(",") if n.strip()] or list(impls)
     unknown = [n for n in names if n not in impls]
-    if unknown or seeds < 1 or far_voice not in {"espeak", "piper", "mixed"}:
+    if unknown or seeds < 1 or first_seed < 0 or far_voice not in {"espeak", "piper", "mixed"}:
         raise ConfigError(f"bad arguments: implementations {unknown} (known {list(impls)}), "
-                          f"seeds {seeds}, far voice {far_voice!r}")
+                          f"seeds {seeds} from {first_seed}, far voice {far_voice!r}")
     count_speech = _vad_counter() if vad else None
     transcribe = _remembering(_transcriber()) if asr else None
-    voices = {s: _far_voice(far_voice, s) for s in range(seeds)}
-    scenes = [seed_scenes(s, voices[s]) for s in range(seeds)]
+    rooms = range(first_seed, first_seed + seeds)
+    voices = {s: _far_voice(far_voice, s) for s in rooms}
+    scenes = [seed_scenes(s, voices[s]) for s in rooms]
     results: dict[str, list[SceneResult]] = {}
     for name in names:
         make, settings = impls[name]

@@ -120,7 +120,8 @@ class NumpyEchoCanceller(EchoCanceller):
         self._linear = LinearEchoStage(settings)
         self._suppressor = ResidualEchoSuppressor(
             FRAME_SAMPLES, overestimate=settings.suppression,
-            floor_db=settings.suppression_floor_db, comfort_noise=settings.comfort_noise)
+            floor_db=settings.suppression_floor_db, comfort_noise=settings.comfort_noise,
+            nearend_dominance_db=settings.nearend_dominance_db)
         self.latency_samples = self._suppressor.latency_samples
 
     def _process(self, mic: np.ndarray, far: np.ndarray) -> np.ndarray:

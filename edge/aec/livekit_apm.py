@@ -43,7 +43,8 @@ class LivekitEchoCanceller(EchoCanceller):
         self._estimator = None if linear else DelayEstimator(max_delay_ms=settings.max_delay_ms)
         self._suppressor = (ResidualEchoSuppressor(
             FRAME_SAMPLES, overestimate=settings.suppression,
-            floor_db=settings.suppression_floor_db, comfort_noise=settings.comfort_noise)
+            floor_db=settings.suppression_floor_db, comfort_noise=settings.comfort_noise,
+            nearend_dominance_db=settings.nearend_dominance_db)
             if linear and spectral_suppression else None)
         self.latency_samples = (
             (self._suppressor.latency_samples if self._suppressor else 0)

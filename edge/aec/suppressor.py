@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.audio import PROCESSING_RATE
+
+SPEECH_BAND_HZ = (250.0, 4000.0)  # where the near-end dominance is decided
+
 
 class NoiseFloor:
     """Background noise power per bin: the smoothed spectrum's minimum, rising slowly
@@ -55,14 +59,24 @@ class ResidualEchoSuppressor:
     """Spectral gain stage with comfort noise; pure numpy, stateful across frames."""
 
     def __init__(self, frame: int = 160, overestimate: float = 4.0, floor_db: float = -40.0,
-                 echo_leak: float = 0.05, comfort_noise: bool = True) -> None:
+                 echo_leak: float = 0.05, comfort_noise: bool = True,
+                 nearend_dominance_db: float | None = 9.0, nearend_overestimate: float = 1.0,
+                 nearend_leak: float = 0.0, hold_frames: int = 15) -> None:
         self.frame = frame
-        self._noise = NoiseFloor(frame + 1) if comfort_noise else None
+        self._noise = NoiseFloor(frame + 1)
+        self._comfort_on = comfort_noise
         self.latency_samples = frame
         self._window = np.sqrt(np.hanning(2 * frame + 1)[: 2 * frame])
         self._overestimate = overestimate
         self._floor = 10 ** (floor_db / 20)
         self._leak = echo_leak
+        self._dominance = (None if nearend_dominance_db is None
+                           else 10 ** (nearend_dominance_db / 10))
+        self._nearend_overestimate, self._nearend_leak = nearend_overestimate, nearend_leak
+        self._hold_frames = hold_frames
+        hz_per_bin = PROCESSING_RATE / (2 * frame)
+        self._speech = slice(int(SPEECH_BAND_HZ[0] / hz_per_bin),
+                             int(SPEECH_BAND_HZ[1] / hz_per_bin) + 1)
         self.reset()
 
     def reset(self) -> None:
@@ -72,9 +86,10 @@ class ResidualEchoSuppressor:
         self._last_residual = np.zeros(n + 1)
         self._overlap = np.zeros(n)
         self.gain = np.ones(n + 1)
+        self._hold = 0
+        self.nearend_dominant = False
         self._rng = np.random.default_rng(0)
-        if self._noise is not None:
-            self._noise.reset()
+        self._noise.reset()
 
     def process(self, error: np.ndarray, echo: np.ndarray,
                 residual_power: np.ndarray) -> np.ndarray:
@@ -85,23 +100,41 @@ class ResidualEchoSuppressor:
         """
         w = self._window
         spectrum = np.fft.rfft(np.concatenate([self._last_in, error]) * w)
-        residual = 0.5 * (residual_power + self._last_residual)
-        if self._leak > 0:
-            echo_spec = np.fft.rfft(np.concatenate([self._last_echo, echo]) * w)
-            residual = residual + self._leak * (echo_spec.real**2 + echo_spec.imag**2)
         power = spectrum.real**2 + spectrum.imag**2
-        self.gain = np.maximum(self._floor, 1.0 - self._overestimate * residual / (power + 1e-12))
-        out = np.fft.irfft(spectrum * self.gain + self._comfort(power)) * w
+        residual = 0.5 * (residual_power + self._last_residual)
+        echo_spec = np.fft.rfft(np.concatenate([self._last_echo, echo]) * w)
+        echo_power = echo_spec.real**2 + echo_spec.imag**2
+        predicted = residual + self._leak * echo_power
+        noise = self._noise.update(power)
+        self.nearend_dominant = self._dominant(power, predicted + noise)
+        overestimate = self._overestimate
+        if self.nearend_dominant:
+            overestimate = self._nearend_overestimate
+            predicted = residual + self._nearend_leak * echo_power
+        self.gain = np.maximum(self._floor, 1.0 - overestimate * predicted / (power + 1e-12))
+        out = np.fft.irfft(spectrum * self.gain + self._comfort(noise)) * w
         done = self._overlap + out[: self.frame]
         self._overlap = out[self.frame:]
         self._last_in, self._last_echo, self._last_residual = error, echo, residual_power
         return done
 
-    def _comfort(self, power: np.ndarray) -> np.ndarray | float:
+    def _dominant(self, power: np.ndarray, expected: np.ndarray) -> bool:
+        """Whether the near end dominates: the speech band holds ``nearend_dominance_db`` more
+        than the predicted echo (residual and leak) plus the background noise explain, in this
+        frame or one of the last ``hold_frames`` (the gaps between the user's syllables)."""
+        if self._dominance is None:
+            return False
+        band = self._speech
+        if float(np.sum(power[band])) > self._dominance * float(np.sum(expected[band])) + 1e-12:
+            self._hold = self._hold_frames
+        else:
+            self._hold = max(0, self._hold - 1)
+        return self._hold > 0
+
+    def _comfort(self, floor: np.ndarray) -> np.ndarray | float:
         """Random-phase noise that tops suppressed bins back up to the background level."""
-        if self._noise is None:
+        if not self._comfort_on:
             return 0.0
-        floor = self._noise.update(power)
         missing = np.sqrt(floor * np.maximum(0.0, 1.0 - self.gain**2))
         phase = np.exp(2j * np.pi * self._rng.random(missing.size))
         return np.asarray(missing * phase)

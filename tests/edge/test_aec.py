@@ -134,3 +134,36 @@ def test_fixed_delay_setting_is_used_and_reported() -> None:
 def test_the_factory_prefers_livekit_and_knows_the_fallback() -> None:
     assert isinstance(create_echo_canceller(), LivekitEchoCanceller)
     assert isinstance(create_echo_canceller(EchoSettings(kind="numpy")), NumpyEchoCanceller)
+
+
+def _notched_share(out: np.ndarray, s: Scene) -> float:
+    """Share of the user's loud time-frequency cells (250-4000 Hz, within 30 dB of the
+    loudest) in double talk that come out more than 10 dB quieter than the user said them:
+    the notches in the user's voice that cost whisper words."""
+    from scipy import signal
+
+    hop = 128
+    ref = np.abs(signal.stft(s.near, 16000, nperseg=512, noverlap=512 - hop)[2][8:129]) ** 2
+    got = np.abs(signal.stft(out, 16000, nperseg=512, noverlap=512 - hop)[2][8:129]) ** 2
+    talk = s.double_talk[::hop][: ref.shape[1]]
+    ref, got = ref[:, : talk.size][:, talk], got[:, : talk.size][:, talk]
+    loud = ref > 1e-3 * ref.max()
+    return float(np.mean(got[loud] < 0.1 * ref[loud]))
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_the_users_voice_is_not_notched_when_it_dominates_the_echo(impl: str) -> None:
+    # Without the near-end dominance mode the suppressor's echo margin notches ~11 % of the
+    # user's loud cells in double talk (whisper: pooled WER 0.45 cold / 0.34 warm over 30
+    # rooms vs 0.24 alone); with it ~8 % (WER 0.35 / 0.29).
+    shares = {}
+    for dominance in (None, EchoSettings().nearend_dominance_db):
+        settings = EchoSettings(nearend_dominance_db=dominance)
+        notched = []
+        for seed in SEEDS:
+            s = scene("double_talk", seed)
+            notched.append(_notched_share(
+                cancel_signal(IMPLEMENTATIONS[impl](settings), s.mic, s.far), s))
+        shares[dominance] = float(np.mean(notched))
+    gentle, hard = shares[EchoSettings().nearend_dominance_db], shares[None]
+    assert gentle < 0.09 and gentle < 0.8 * hard, shares
