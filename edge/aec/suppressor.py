@@ -10,6 +10,13 @@ occasionally over-confident on strongly tonal bins (its diagonal model ignores h
 neighbouring partitions of voiced speech resemble each other), so a small share
 (``echo_leak``) of the linear echo estimate is always counted as possible residual too.
 
+While the user clearly dominates (the speech band holds ``nearend_dominance_db`` more than
+the predicted echo, its leak and the background noise explain, in this frame or one of the
+last ``hold_frames``), the margins go (no over-estimation, no leak): they are what keeps the
+echo down when the far end plays alone, and during double talk they notched the user's
+voice, which cost whisper words. The threshold is high enough that a poorly cancelled echo
+(more residual than predicted) does not pass for the user.
+
 Suppressed bins are refilled with comfort noise at the tracked background level: without
 it the background noise would pump with the echo's spectro-temporal envelope, which is a
 noise-vocoded copy of the agent's words that whisper happily transcribes.
