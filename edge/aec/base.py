@@ -33,6 +33,9 @@ class EchoSettings:
     suppressor's input holds this much more than the predicted echo and noise explain (the user
     is talking over the echo), it suppresses gently (no over-estimation, no leak) for a few
     frames so the user's words are not notched; None always suppresses hard.
+    ``echo_coherence_threshold``: the suppressor also counts as echo the share of its input
+    that moves with the linear echo estimate (coherence above this, echo the filter
+    mis-modelled while believing it had converged); None turns that off.
     ``comfort_noise``: refill suppressed bins at the background noise level (off only to
     measure ERLE). The livekit
     implementation can add WebRTC noise suppression (``noise_suppression``) and AEC3
@@ -48,6 +51,7 @@ class EchoSettings:
     suppression: float = 2.5
     suppression_floor_db: float = -40.0
     nearend_dominance_db: float | None = 9.0
+    echo_coherence_threshold: float | None = 0.35
     comfort_noise: bool = True
     noise_suppression: bool = False
     webrtc_aec: bool = False

@@ -121,7 +121,8 @@ class NumpyEchoCanceller(EchoCanceller):
         self._suppressor = ResidualEchoSuppressor(
             FRAME_SAMPLES, overestimate=settings.suppression,
             floor_db=settings.suppression_floor_db, comfort_noise=settings.comfort_noise,
-            nearend_dominance_db=settings.nearend_dominance_db)
+            nearend_dominance_db=settings.nearend_dominance_db,
+            coherence_threshold=settings.echo_coherence_threshold)
         self.latency_samples = self._suppressor.latency_samples
 
     def _process(self, mic: np.ndarray, far: np.ndarray) -> np.ndarray:

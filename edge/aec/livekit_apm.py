@@ -44,7 +44,8 @@ class LivekitEchoCanceller(EchoCanceller):
         self._suppressor = (ResidualEchoSuppressor(
             FRAME_SAMPLES, overestimate=settings.suppression,
             floor_db=settings.suppression_floor_db, comfort_noise=settings.comfort_noise,
-            nearend_dominance_db=settings.nearend_dominance_db)
+            nearend_dominance_db=settings.nearend_dominance_db,
+            coherence_threshold=settings.echo_coherence_threshold)
             if linear and spectral_suppression else None)
         self.latency_samples = (
             (self._suppressor.latency_samples if self._suppressor else 0)

@@ -10,6 +10,12 @@ occasionally over-confident on strongly tonal bins (its diagonal model ignores h
 neighbouring partitions of voiced speech resemble each other), so a small share
 (``echo_leak``) of the linear echo estimate is always counted as possible residual too.
 
+The filter's uncertainty can also be wrong by 10-15 dB for a moment: on a voiced far end
+whose harmonics sit still, its diagonal model learns a combination of partitions that fits
+that sound and not the next, while believing it has converged. What it then leaves still
+moves with its own echo estimate (the user's voice does not), so the share of each bin that
+is coherent with the echo estimate over the last ~10 frames counts as residual echo too.
+
 While the user clearly dominates (the speech band holds ``nearend_dominance_db`` more than
 the predicted echo, its leak and the background noise explain, in this frame or one of the
 last ``hold_frames``), the margins go (no over-estimation, no leak): they are what keeps the
@@ -68,7 +74,9 @@ class ResidualEchoSuppressor:
     def __init__(self, frame: int = 160, overestimate: float = 4.0, floor_db: float = -40.0,
                  echo_leak: float = 0.05, comfort_noise: bool = True,
                  nearend_dominance_db: float | None = 9.0, nearend_overestimate: float = 1.0,
-                 nearend_leak: float = 0.0, hold_frames: int = 15) -> None:
+                 nearend_leak: float = 0.0, hold_frames: int = 15,
+                 coherence_smoothing: float = 0.9,
+                 coherence_threshold: float | None = 0.35) -> None:
         self.frame = frame
         self._noise = NoiseFloor(frame + 1)
         self._comfort_on = comfort_noise
@@ -81,6 +89,8 @@ class ResidualEchoSuppressor:
                            else 10 ** (nearend_dominance_db / 10))
         self._nearend_overestimate, self._nearend_leak = nearend_overestimate, nearend_leak
         self._hold_frames = hold_frames
+        self._coherence_smoothing = coherence_smoothing
+        self._coherence_threshold = coherence_threshold
         hz_per_bin = PROCESSING_RATE / (2 * frame)
         self._speech = slice(int(SPEECH_BAND_HZ[0] / hz_per_bin),
                              int(SPEECH_BAND_HZ[1] / hz_per_bin) + 1)
@@ -95,6 +105,9 @@ class ResidualEchoSuppressor:
         self.gain = np.ones(n + 1)
         self._hold = 0
         self.nearend_dominant = False
+        self._error_power = np.zeros(n + 1)
+        self._echo_power = np.zeros(n + 1)
+        self._cross = np.zeros(n + 1, dtype=np.complex128)
         self._rng = np.random.default_rng(0)
         self._noise.reset()
 
@@ -108,9 +121,10 @@ class ResidualEchoSuppressor:
         w = self._window
         spectrum = np.fft.rfft(np.concatenate([self._last_in, error]) * w)
         power = spectrum.real**2 + spectrum.imag**2
-        residual = 0.5 * (residual_power + self._last_residual)
         echo_spec = np.fft.rfft(np.concatenate([self._last_echo, echo]) * w)
         echo_power = echo_spec.real**2 + echo_spec.imag**2
+        residual = np.maximum(0.5 * (residual_power + self._last_residual),
+                              self._coherent_share(spectrum, power, echo_spec, echo_power))
         predicted = residual + self._leak * echo_power
         noise = self._noise.update(power)
         self.nearend_dominant = self._dominant(power, predicted + noise)
@@ -124,6 +138,25 @@ class ResidualEchoSuppressor:
         self._overlap = out[self.frame:]
         self._last_in, self._last_echo, self._last_residual = error, echo, residual_power
         return done
+
+    def _coherent_share(self, spectrum: np.ndarray, power: np.ndarray,
+                        echo_spec: np.ndarray, echo_power: np.ndarray) -> np.ndarray:
+        """The part of the input that moves with the linear stage's echo estimate: echo the
+        filter mis-modelled (its own uncertainty says it has converged). Per bin, the
+        magnitude-squared coherence of the input with the echo estimate over the last ~10
+        frames; above ``coherence_threshold`` that share of the input power (rescaled to 0..1)
+        counts as residual echo. The user's voice does not move with the echo estimate, so its
+        coherence stays low."""
+        t = self._coherence_threshold
+        if t is None:
+            return np.zeros_like(power)
+        a = self._coherence_smoothing
+        self._error_power = a * self._error_power + (1 - a) * power
+        self._echo_power = a * self._echo_power + (1 - a) * echo_power
+        self._cross = a * self._cross + (1 - a) * spectrum * np.conj(echo_spec)
+        cross = self._cross.real**2 + self._cross.imag**2
+        coherence = cross / (self._error_power * self._echo_power + 1e-20)
+        return np.asarray(np.clip((coherence - t) / (1.0 - t), 0.0, 1.0) * power)
 
     def _dominant(self, power: np.ndarray, expected: np.ndarray) -> bool:
         """Whether the near end dominates: the speech band holds ``nearend_dominance_db`` more
