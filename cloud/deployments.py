@@ -165,7 +165,7 @@ class SessionVault:
 def session_vault() -> Any:
     """The cluster's one vault actor (created on first use, outlives gateway replicas)."""
     return _decorated(SessionVault).options(name=VAULT_NAME, namespace=VAULT_NAMESPACE,
-                                lifetime="detached", get_if_exists=True).remote()
+                                            lifetime="detached", get_if_exists=True).remote()
 
 
 class VaultContextStore(ContextStore):
@@ -247,8 +247,9 @@ class HandleSpeechSource(SpeechSource):
 class GatewayDeployment:
     """FastAPI ingress hosting the WebRTC sessions of this replica."""
 
-    async def __init__(self, llm: DeploymentHandle[Any], tts: DeploymentHandle[Any],  # type: ignore[misc]
-                       settings: dict[str, Any]) -> None:
+    async def __init__(  # type: ignore[misc]
+            self, llm: DeploymentHandle[Any], tts: DeploymentHandle[Any],
+            settings: dict[str, Any]) -> None:
         # (Serve awaits an async constructor; the replica is ready once it returns.)
         from cloud.app import conversation_settings
         from cloud.gateway import GatewayMetrics, GatewayPolicy
