@@ -110,6 +110,15 @@ class LinearEchoStage:
         return predicted
 
 
+def residual_suppressor(settings: EchoSettings) -> ResidualEchoSuppressor:
+    """The residual echo suppressor configured by ``settings`` (both implementations)."""
+    return ResidualEchoSuppressor(
+        FRAME_SAMPLES, overestimate=settings.suppression,
+        floor_db=settings.suppression_floor_db, comfort_noise=settings.comfort_noise,
+        nearend_dominance_db=settings.nearend_dominance_db,
+        coherence_threshold=settings.echo_coherence_threshold)
+
+
 class NumpyEchoCanceller(EchoCanceller):
     """Linear stage + residual echo suppression, in numpy only (the fallback)."""
 
@@ -118,11 +127,7 @@ class NumpyEchoCanceller(EchoCanceller):
     def __init__(self, settings: EchoSettings = EchoSettings()) -> None:
         super().__init__()
         self._linear = LinearEchoStage(settings)
-        self._suppressor = ResidualEchoSuppressor(
-            FRAME_SAMPLES, overestimate=settings.suppression,
-            floor_db=settings.suppression_floor_db, comfort_noise=settings.comfort_noise,
-            nearend_dominance_db=settings.nearend_dominance_db,
-            coherence_threshold=settings.echo_coherence_threshold)
+        self._suppressor = residual_suppressor(settings)
         self.latency_samples = self._suppressor.latency_samples
 
     def _process(self, mic: np.ndarray, far: np.ndarray) -> np.ndarray:
