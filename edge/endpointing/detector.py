@@ -14,9 +14,18 @@ half of the synthesized evaluation set and shipped in ``model.json``:
 
 P(end | text, prosody, pause) = sigmoid(logit_text_prosody - log S(pause)). The policy
 says *speculate* (send the final early; the cloud may start the reply, held back on the edge)
-when the probability clears a low threshold, and *commit* (the turn is over) when it clears
-the end threshold or the pause reaches the hard maximum. The probability when the final is
-sent is its ``eou_confidence`` (below the end threshold: a speculative final).
+when the probability clears a low threshold, and *commit* (the turn is over) when
+
+- the words and the voice alone are sure enough (``text_threshold``, pause not counted): the
+  turn ends the moment its transcript is known;
+- or, counting the pause, the probability clears the end threshold: a doubtful ending is
+  given the time mid-turn pauses take;
+- or the pause reaches the hard maximum.
+
+The two thresholds are fitted together (``train.py``). One threshold on the combined
+probability cannot do both jobs: low enough to end confident turns at once, it lets the
+pause term talk the policy into ending doubtful ones mid-pause; high enough not to, it makes
+nearly every turn wait. The probability when the final is sent is its ``eou_confidence``.
 
 Sans-IO and stateless: the caller owns the clock. Cost per call: a dot product over 18
 features, a few set look-ups on the text (cached per transcript) and one interpolation
@@ -54,6 +63,7 @@ class EndpointModel:
     bias: float
     survival_ms: npt.NDArray[np.float64]  # pause lengths (ascending)
     survival: npt.NDArray[np.float64]  # share of mid-turn pauses longer than each (> 0)
+    text_threshold: float  # P(end | text, prosody) that ends the turn at once
     end_threshold: float
     speculative_threshold: float
     max_pause_ms: float
@@ -74,6 +84,7 @@ class EndpointModel:
             "mean": _rounded(self.mean), "scale": _rounded(self.scale),
             "weights": _rounded(self.weights), "bias": round(self.bias, 6),
             "survival_ms": _rounded(self.survival_ms), "survival": _rounded(self.survival),
+            "text_threshold": self.text_threshold,
             "end_threshold": self.end_threshold,
             "speculative_threshold": self.speculative_threshold,
             "max_pause_ms": self.max_pause_ms, "info": self.info,
@@ -92,6 +103,7 @@ class EndpointModel:
                    bias=float(data["bias"]),
                    survival_ms=np.asarray(data["survival_ms"], dtype=np.float64),
                    survival=np.asarray(data["survival"], dtype=np.float64),
+                   text_threshold=float(data["text_threshold"]),
                    end_threshold=float(data["end_threshold"]),
                    speculative_threshold=float(data["speculative_threshold"]),
                    max_pause_ms=float(data["max_pause_ms"]), info=dict(data.get("info", {})))
@@ -100,11 +112,11 @@ class EndpointModel:
     def load(cls, path: Path = MODEL_PATH) -> EndpointModel:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            return cls.from_json(data)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelNotReadyError(
                 f"end-of-turn model {path} is missing or unreadable; "
                 "build it with: python -m edge.endpointing.train") from exc
-        return cls.from_json(data)
 
 
 @cache
@@ -124,16 +136,23 @@ class EndOfTurnDetector:
         """``partial_text`` is the transcript of the turn up to this pause (whisper's casing
         and punctuation are fine); ``prosody`` an ``edge.prosody.ProsodyFeatures`` of the
         turn so far, the wire ``Prosody``, or ``None``."""
+        return self.with_pause(self.text_logit(partial_text, prosody), pause_ms)
+
+    def text_logit(self, partial_text: str | None, prosody: Any = None) -> float:
+        """Log-odds of the end from the words and the voice alone (the pause not counted)."""
+        return self.model.logit(feature_vector(partial_text, prosody))
+
+    def with_pause(self, text_logit: float, pause_ms: float) -> float:
+        """The probability once ``pause_ms`` of silence is counted too."""
         pause = 0.0 if math.isnan(pause_ms) else min(max(float(pause_ms), 0.0), 1e9)
-        z = self.model.logit(feature_vector(partial_text, prosody))
-        z -= self.model.log_survival(pause)
-        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+        return sigmoid(text_logit - self.model.log_survival(pause))
 
 
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
     """The operating point; ``None`` fields take the values fitted with the model."""
 
+    text_threshold: float | None = None
     end_threshold: float | None = None
     speculative_threshold: float | None = None
     max_pause_ms: float | None = None
@@ -150,6 +169,7 @@ class EndOfTurnPolicy:
                  config: EndpointConfig | None = None) -> None:
         self.detector = detector or EndOfTurnDetector()
         model, cfg = self.detector.model, config or EndpointConfig()
+        self.text_threshold = _pick(cfg.text_threshold, model.text_threshold)
         self.end_threshold = _pick(cfg.end_threshold, model.end_threshold)
         self.speculative_threshold = min(
             _pick(cfg.speculative_threshold, model.speculative_threshold), self.end_threshold)
@@ -157,10 +177,16 @@ class EndOfTurnPolicy:
 
     def decide(self, pause_ms: float, text: str | None, prosody: Any = None) -> TurnDecision:
         """The decision after ``pause_ms`` of silence (measured from the end of speech)."""
-        p = self.detector.probability(pause_ms, text, prosody)
-        commit = p >= self.end_threshold or pause_ms >= self.max_pause_ms
-        return TurnDecision(probability=p, speculate=p >= self.speculative_threshold,
+        z = self.detector.text_logit(text, prosody)
+        p = self.detector.with_pause(z, pause_ms)
+        commit = (sigmoid(z) >= self.text_threshold or p >= self.end_threshold
+                  or pause_ms >= self.max_pause_ms)
+        return TurnDecision(probability=p, speculate=commit or p >= self.speculative_threshold,
                             commit=commit)
+
+
+def sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
 def _pick(value: float | None, default: float) -> float:

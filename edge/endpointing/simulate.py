@@ -212,15 +212,24 @@ def policy_decision(trace: Trace, commit: PolicyFn, on_arrival: bool = True) -> 
     The policy runs when the transcript arrives (``on_arrival``) and then on every tick.
     """
     for pause in trace.pauses:
-        if pause.ready_at is None:
-            continue
-        t = pause.ready_at if on_arrival else next_tick(pause.ready_at)
-        while (pause.resumed_at is None or t < pause.resumed_at) and t < trace.item.audio.size:
+        for t in policy_moments(trace, pause, on_arrival):
             pause_ms = (t - pause.speech_end) * 1000.0 / PROCESSING_RATE
             if commit(pause_ms, pause.text, pause.prosody):
                 return t
-            t = next_tick(t + 1)
     return None
+
+
+def policy_moments(trace: Trace, pause: Pause, on_arrival: bool = True) -> list[int]:
+    """The samples at which the policy is asked about ``pause``: when its transcript arrives
+    (or the tick after), then every tick until the user resumes or the audio ends."""
+    if pause.ready_at is None:
+        return []
+    moments = []
+    t = pause.ready_at if on_arrival else next_tick(pause.ready_at)
+    while (pause.resumed_at is None or t < pause.resumed_at) and t < trace.item.audio.size:
+        moments.append(t)
+        t = next_tick(t + 1)
+    return moments
 
 
 def timeout_decision(trace: Trace, timeout_s: float) -> int | None:

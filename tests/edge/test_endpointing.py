@@ -101,7 +101,19 @@ def test_a_turn_hanging_on_a_conjunction_filler_greeting_or_list_keeps_waiting(
 def test_a_complete_request_ends_the_turn_within_300_ms_of_pause(text: str, voice: str) -> None:
     decision = policy().decide(250.0, text, spoken(text, voice))
     assert decision.commit and decision.speculate
-    assert decision.probability >= policy().end_threshold
+
+
+def test_a_confident_ending_ends_the_turn_as_soon_as_its_transcript_is_known() -> None:
+    text = "Can you tell me the weather forecast for tomorrow?"
+    prosody = spoken(text)
+    p = policy()
+    decision = p.decide(100.0, text, prosody)  # the pause term has not grown yet
+    assert decision.commit
+    # without the words-and-voice rule the same ending would have to wait for the pause
+    pause_only = EndOfTurnPolicy(config=EndpointConfig(text_threshold=1.0))
+    assert pause_only.decide(100.0, text, prosody).commit == (
+        decision.probability >= p.end_threshold)
+    assert EndOfTurnDetector().probability(0.0, text, prosody) >= p.text_threshold
 
 
 @pytest.mark.parametrize("voice", ["en-us", "en-us+f2", "en-gb-x-rp"])
@@ -141,6 +153,7 @@ def test_the_policy_over_a_simulated_pause() -> None:
 def test_the_speculative_threshold_is_not_above_the_end_threshold() -> None:
     p = EndOfTurnPolicy(config=EndpointConfig(end_threshold=0.6, speculative_threshold=0.9))
     assert p.speculative_threshold == 0.6
+    assert 0.0 < p.text_threshold <= 1.0
     assert p.decide(100.0, "What time do you close?", None).probability == pytest.approx(
         EndOfTurnDetector().probability(100.0, "What time do you close?", None))
 

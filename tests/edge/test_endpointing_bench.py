@@ -70,6 +70,29 @@ def test_training_is_deterministic() -> None:
     second = train(KnownTranscripts(), "known words", items).to_json()
     assert first == second
     assert 0.0 < first["speculative_threshold"] <= first["end_threshold"] < 1.0
+    assert 0.0 < first["text_threshold"] <= 1.0
+
+
+def test_the_training_grid_replays_the_policy_exactly() -> None:
+    """Thresholds are chosen on a fast replay; it must end each turn when the policy does."""
+    from edge.endpointing.bench import ENDPOINT_VAD, _policy_rule
+    from edge.endpointing.detector import EndOfTurnDetector, EndOfTurnPolicy, EndpointConfig
+    from edge.endpointing.simulate import CostModel, VadReplay, score, trace_item
+    from edge.endpointing.train import _judgeable, _replayed_score
+    from edge.endpointing.transcripts import KnownTranscripts
+    from edge.vad import SileroVad
+
+    replay = VadReplay(SileroVad(ENDPOINT_VAD))
+    items = build_set("train", 4, 8, seed=2)
+    traces = [trace_item(it, replay.events(it), KnownTranscripts(), CostModel(0.06, 0.033),
+                         CostModel(0.0, 0.01)) for it in items]
+    detector = EndOfTurnDetector()
+    pauses = _judgeable(traces, detector)
+    for text, end in [(1.0, 0.9), (0.7, 0.9), (0.5, 0.6), (0.9, 0.99)]:
+        policy = EndOfTurnPolicy(detector, EndpointConfig(text_threshold=text,
+                                                          end_threshold=end))
+        fast = _replayed_score(traces, pauses, text, end).as_json()
+        assert fast == score(traces, _policy_rule(policy)).as_json()
 
 
 def test_bench_reports_the_detector_and_each_timeout_in_one_run() -> None:
