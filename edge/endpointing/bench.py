@@ -41,6 +41,11 @@ from shared.errors import ConfigError
 ENDPOINT_VAD = VadConfig(threshold=0.5, min_speech_s=0.03, min_silence_s=0.032,
                          quiet_db=QUIET_DB)
 TIMEOUTS_S = (0.2, 0.5, 0.8)
+# The detector waits for the recognizer, the timeouts do not: its delay on a slower device is
+# replayed with every decode (and prosody) this many times slower. 2.5x and 6x are about a
+# Raspberry Pi 5 and 4 against this machine (README: the edge's per-stage costs, scaled by
+# published single-core scores).
+SLOWER_DECODE = (1.5, 2.5, 6.0)
 DEFAULT_SIZE = (100, 100)
 KNOWN_TEXT_ASR_COST = CostModel(fixed=0.10, per_second=0.05)
 PROSODY_PER_SECOND_FALLBACK = 0.01
@@ -77,9 +82,13 @@ def run(n_complete: int, n_paused: int, known_text: bool,
 
     items = load_set("test", n_complete, n_paused)
     source, source_name = transcript_source(known_text)
-    traces, cost, cost_origin, prosody_cost = _replay(items, source, asr_cost)
+    traces, cost, cost_origin, prosody_cost, replay_all = _replay(items, source, asr_cost)
     policy = EndOfTurnPolicy()
     rules: dict[str, Score] = {"detector": score(traces, _policy_rule(policy))}
+    slower = {f"{factor:g}x": score(replay_all(_scaled(cost, factor),
+                                               _scaled(prosody_cost, factor)),
+                                    _policy_rule(policy)).as_json()
+              for factor in SLOWER_DECODE}
     for seconds in TIMEOUTS_S:
         rules[f"timeout_{seconds:.1f}s"] = score(traces, _timeout_rule(seconds))
     return {
@@ -90,6 +99,7 @@ def run(n_complete: int, n_paused: int, known_text: bool,
                    "speculative_threshold": policy.speculative_threshold,
                    "max_pause_ms": policy.max_pause_ms},
         "rules": {name: s.as_json() for name, s in rules.items()},
+        "detector_with_slower_decode": slower,
         "by_kind": _by_kind(traces, policy),
         "speculation": _speculation(traces, policy),
         "detector_delay_breakdown_ms": _breakdown(traces, policy),
@@ -99,28 +109,37 @@ def run(n_complete: int, n_paused: int, known_text: bool,
     }
 
 
+Replay = Callable[[CostModel, CostModel], list[Trace]]
+
+
 def _replay(items: list[EvalItem], source: TranscriptSource, asr_cost: CostModel | None,
-            ) -> tuple[list[Trace], CostModel, str, CostModel]:
+            ) -> tuple[list[Trace], CostModel, str, CostModel, Replay]:
     """Traces of every item; the decode cost is ``asr_cost``, else measured on the real
-    recognizer (fastest of 3 runs on a dozen turns), else an assumption (known words)."""
+    recognizer (fastest of 3 runs on a dozen turns), else an assumption (known words). Also
+    returns the replay itself, for other decode and prosody costs."""
     from edge.vad import SileroVad
 
     replay = VadReplay(SileroVad(ENDPOINT_VAD))
     events = [replay.events(it) for it in items]
     prosody_cost = _prosody_cost(items)
 
-    def replay_all(cost: CostModel) -> list[Trace]:
-        return [trace_item(it, ev, source, cost, prosody_cost)
-                for it, ev in zip(items, events, strict=True)]
+    def replay_all(cost: CostModel, prosody: CostModel = prosody_cost) -> list[Trace]:
+        traces = [trace_item(it, ev, source, cost, prosody)
+                  for it, ev in zip(items, events, strict=True)]
+        if isinstance(source, RecognizerTranscripts):
+            source.save()
+        return traces
 
     cost, origin = asr_cost or KNOWN_TEXT_ASR_COST, "--asr-cost" if asr_cost else "assumed"
     traces = replay_all(cost)
     if asr_cost is None and isinstance(source, RecognizerTranscripts):
-        source.save()
         cost, origin = source.timed_cost(_timing_clips(traces)), "fastest of 3 runs, fitted"
         traces = replay_all(cost)
-        source.save()
-    return traces, cost, origin, prosody_cost
+    return traces, cost, origin, prosody_cost, replay_all
+
+
+def _scaled(cost: CostModel, factor: float) -> CostModel:
+    return CostModel(cost.fixed * factor, cost.per_second * factor)
 
 
 def _assumptions(source: TranscriptSource, cost: CostModel, origin: str,
@@ -311,6 +330,9 @@ def _table(report: dict[str, Any]) -> str:
     for name, s in report["rules"].items():
         lines.append(f"{name:<16}{_num(s['premature_pct'], 1):>12}{_num(s['delay_median_ms']):>11}"
                      f"{_num(s['delay_p95_ms']):>9}")
+    for factor, s in report["detector_with_slower_decode"].items():
+        lines.append(f"{'detector@' + factor:<16}{_num(s['premature_pct'], 1):>12}"
+                     f"{_num(s['delay_median_ms']):>11}{_num(s['delay_p95_ms']):>9}")
     lines.append(f"detector cost (us/call): {report['cost']['detector_us_per_call']}; prosody "
                  f"{report['cost']['prosody_ms_per_audio_s']} ms per audio second")
     lines.append(f"acceptance: {report['acceptance']}")

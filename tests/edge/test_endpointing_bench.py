@@ -108,6 +108,12 @@ def test_bench_reports_the_detector_and_each_timeout_in_one_run() -> None:
     assert report["rules"]["timeout_0.2s"]["delay_median_ms"] < report["rules"][
         "timeout_0.8s"]["delay_median_ms"]
     assert report["cost"]["detector_us_per_call"]["tick"] > 0
+    slower = report["detector_with_slower_decode"]
+    assert list(slower) == ["1.5x", "2.5x", "6x"]
+    # the detector waits for the recognizer: a slower one can only end turns later
+    medians = [report["rules"]["detector"]["delay_median_ms"],
+               *(s["delay_median_ms"] for s in slower.values())]
+    assert medians == sorted(medians)
     assert "passed" in report["acceptance"]
 
 
