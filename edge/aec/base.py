@@ -36,6 +36,10 @@ class EchoSettings:
     ``echo_coherence_threshold``: the suppressor also counts as echo the share of its input
     that moves with the linear echo estimate (coherence above this, echo the filter
     mis-modelled while believing it had converged); None turns that off.
+    ``shadow_filter`` (numpy implementation): run a fast shadow beside the linear Kalman
+    filter and take the echo estimate per frequency bin from whichever has left less error
+    lately (it catches up when the main filter is stuck on a misfit; see
+    :mod:`edge.aec.shadow`).
     ``comfort_noise``: refill suppressed bins at the background noise level (off only to
     measure ERLE). The livekit
     implementation can add WebRTC noise suppression (``noise_suppression``) and AEC3
@@ -52,6 +56,7 @@ class EchoSettings:
     suppression_floor_db: float = -40.0
     nearend_dominance_db: float | None = 9.0
     echo_coherence_threshold: float | None = 0.35
+    shadow_filter: bool = True
     comfort_noise: bool = True
     noise_suppression: bool = False
     webrtc_aec: bool = False

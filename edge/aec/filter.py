@@ -66,7 +66,11 @@ class KalmanEchoFilter:
 
     ``transition`` is how much the echo path is expected to change between frames;
     ``initial_uncertainty`` the prior power of the first partition's coefficients (the
-    prior decays by ``decay_per_partition`` per partition, as room responses do).
+    prior decays by ``decay_per_partition`` per partition, as room responses do);
+    ``noise_smoothing`` how slowly the observation noise (what the echo model cannot explain:
+    the user's voice, background noise) is tracked. After :meth:`process`,
+    ``echo_spectrum`` and ``error_power`` hold that frame's echo estimate (before the inverse
+    FFT) and error power spectrum.
     """
 
     def __init__(self, frame: int = 160, partitions: int = 24, transition: float = 0.9995,
@@ -84,6 +88,8 @@ class KalmanEchoFilter:
         self._p = np.repeat(self._prior[:, None], bins, axis=1)
         self._noise = np.zeros(bins)
         self.residual_power = np.zeros(bins)
+        self.echo_spectrum = np.zeros(bins, dtype=np.complex128)
+        self.error_power = np.zeros(bins)
 
     def shift(self, frames: int) -> None:
         """Follow the far-end read point moving ``frames`` later (earlier if negative).
@@ -104,13 +110,18 @@ class KalmanEchoFilter:
         """Forget how sure the filter is (not what it learned): after the echo path moved."""
         self._p = np.maximum(self._p, self._prior[:, None])
 
+    def adopt(self, other: KalmanEchoFilter) -> None:
+        """Take ``other``'s coefficients (same shape), keeping this filter's uncertainty."""
+        self._w = other._w.copy()
+
     def process(self, mic: np.ndarray, spectra: np.ndarray, power: np.ndarray) -> FilterOutput:
         """Cancel one frame; ``spectra``/``power`` come from :meth:`FarEndSpectra.window`."""
         n = self.frame
-        echo = np.fft.irfft(np.sum(self._w * spectra, axis=0))[n:]
+        self.echo_spectrum = np.sum(self._w * spectra, axis=0)
+        echo = np.fft.irfft(self.echo_spectrum)[n:]
         err = mic - echo
         e = np.fft.rfft(np.concatenate([np.zeros(n), err]))
-        e_power = e.real**2 + e.imag**2
+        e_power = self.error_power = e.real**2 + e.imag**2
         # Expected residual echo power in the error spectrum: half of sum(P |X|^2), because
         # the error block fills half of the FFT window.
         predicted = 0.5 * np.sum(self._p * power, axis=0)

@@ -11,6 +11,7 @@ import numpy as np
 from edge.aec.base import FRAME_SAMPLES, EchoCanceller, EchoSettings
 from edge.aec.delay import DelayEstimator
 from edge.aec.filter import FarEndSpectra, FilterOutput, KalmanEchoFilter
+from edge.aec.shadow import ShadowedEchoFilter
 from edge.aec.suppressor import ResidualEchoSuppressor
 from shared.audio import PROCESSING_RATE
 
@@ -34,7 +35,8 @@ class LinearEchoStage:
         self.partitions = _LEAD_FRAMES + int(np.ceil(settings.tail_ms * PROCESSING_RATE / 1000 / n))
         max_delay_frames = int(np.ceil(settings.max_delay_ms * PROCESSING_RATE / 1000 / n))
         self._history = FarEndSpectra(n, max_delay_frames + self.partitions + 1)
-        self._filter = KalmanEchoFilter(n, self.partitions)
+        self._filter = (ShadowedEchoFilter(n, self.partitions) if settings.shadow_filter
+                        else KalmanEchoFilter(n, self.partitions))
         self._estimator = (DelayEstimator(max_delay_ms=settings.max_delay_ms)
                            if settings.estimate_delay else None)
         self._low_bins = int(LOW_BAND_HZ * 2 * n / PROCESSING_RATE) + 1
