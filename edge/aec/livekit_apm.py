@@ -14,8 +14,6 @@ median, WER 0.38 cold / 0.31 warm against 0.23 for the user alone (README, "Meas
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 from livekit import rtc
 
@@ -39,11 +37,7 @@ class LivekitEchoCanceller(EchoCanceller):
                  spectral_suppression: bool = True) -> None:
         super().__init__()
         self.settings = settings
-        # The shadow filter (see EchoSettings) raised this chain's worst-room ERLE too (22.7 ->
-        # 28.7 dB, rooms 0-29) but notched more of the user's voice in double talk (warm WER
-        # 0.29 -> 0.31; tests/edge/test_aec.py's notch limit), so it keeps the single filter.
-        self._linear = (LinearEchoStage(replace(settings, shadow_filter=False))
-                        if linear else None)
+        self._linear = LinearEchoStage(settings) if linear else None
         # Without the linear stage (the "AEC3 alone" baseline) the delay is still estimated.
         self._estimator = None if linear else DelayEstimator(max_delay_ms=settings.max_delay_ms)
         self._suppressor = (residual_suppressor(settings)

@@ -168,10 +168,11 @@ def _mean_notched_share(impl: str, settings: EchoSettings) -> float:
 def test_the_users_voice_is_not_notched_when_it_dominates_the_echo(impl: str) -> None:
     # Without the near-end dominance mode the suppressor's echo margin notches ~11 % of the
     # user's loud cells in double talk (whisper: pooled WER 0.45 cold / 0.34 warm over 30
-    # rooms vs 0.24 alone); with it ~8 % (WER 0.35 / 0.29).
+    # rooms vs 0.24 alone); with it ~8 % (WER 0.35 / 0.29). eSpeak renders the scenes a little
+    # differently in each process: 0.079-0.091 seen with the mode, 0.12-0.125 without.
     gentle = _mean_notched_share(impl, EchoSettings())
     hard = _mean_notched_share(impl, EchoSettings(nearend_dominance_db=None))
-    assert gentle < 0.09 and gentle < 0.8 * hard, (gentle, hard)
+    assert gentle < 0.10 and gentle < 0.8 * hard, (gentle, hard)
 
 
 HARD_ROOMS = (18, 30, 44)  # the worst of 60 rooms before the coherence term
@@ -203,25 +204,27 @@ def test_echo_the_filter_mis_models_is_still_removed(impl: str) -> None:
 STUCK_FILTER_ROOMS = (18, 20, 30, 44)  # the worst of 60 rooms before the shadow filter
 
 
-def test_a_shadow_filter_catches_up_where_the_kalman_filter_is_stuck() -> None:
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_a_shadow_filter_catches_up_where_the_kalman_filter_is_stuck(impl: str) -> None:
     # In these rooms a voiced far end leaves the Kalman filter 10-20 dB short of what the
     # true room response (cut to the filter's length) cancels, for a few hundred ms at a
     # time. Whole-part ERLE gains from the shadow over 3 renderings: room 18 +3.7 to +6.7 dB,
     # 20 +1.0 to +2.0, 30 +5.5 to +5.9, 44 +3.3 (28-33 dB with it, 23.6-29.3 without; in the
     # bench's renderings each of them was below 25 dB without it). The user's voice in double
-    # talk is not notched more (rooms 0, 3, 4: 8.0 % of loud cells with it, 7.8 % without).
+    # talk is not notched more (rooms 0, 3, 4: 8.0 % of loud cells with it, 7.8 % without;
+    # livekit chain, same audio: 8.4 % and 8.0 %).
     gains, erle_with = [], []
     for seed in STUCK_FILTER_ROOMS:
         s = scene("far_only", seed)
         erle = {}
         for shadow in (False, True):
             settings = EchoSettings(comfort_noise=False, shadow_filter=shadow)
-            out = cancel_signal(NumpyEchoCanceller(settings), s.mic, s.far)
+            out = cancel_signal(IMPLEMENTATIONS[impl](settings), s.mic, s.far)
             erle[shadow] = erle_report(s.mic, out, s.far_only).whole_db
         gains.append(erle[True] - erle[False])
         erle_with.append(erle[True])
     assert min(gains) > -0.5 and sum(gains) >= 8.0, gains
     assert min(erle_with) >= 25.0, erle_with
-    with_shadow = _mean_notched_share("numpy", EchoSettings())
-    without = _mean_notched_share("numpy", EchoSettings(shadow_filter=False))
+    with_shadow = _mean_notched_share(impl, EchoSettings())
+    without = _mean_notched_share(impl, EchoSettings(shadow_filter=False))
     assert with_shadow <= without + 0.01, (with_shadow, without)
