@@ -8,8 +8,9 @@ Measured on the room-echo test (``parley bench aec``, 6 rooms): AEC3 alone cuts 
 user's speech frames by more than 10 dB during double talk (whisper WER 0.79 vs 0.20 for the
 user alone); behind our stages AEC3 still cuts ~50 % from a cold start (WER 0.61), and WebRTC
 noise suppression adds a little loss for no ERLE gain, so both are off by default. On 30
-rooms (2026-11-26, final code) our stages followed by the high-pass filter gave ERLE 38.7 dB
-median, WER 0.38 cold / 0.31 warm against 0.23 for the user alone (README, "Measured").
+rooms (2026-11-26, with the shadow filter) our stages followed by the high-pass filter gave
+ERLE 38.6 dB median (worst room 28.5), WER 0.39 cold / 0.32 warm against 0.23 for the user
+alone (README, "Measured").
 """
 
 from __future__ import annotations
