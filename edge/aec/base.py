@@ -54,7 +54,7 @@ class EchoSettings:
     tail_ms: float = 220.0
     suppression: float = 2.5
     suppression_floor_db: float = -40.0
-    nearend_dominance_db: float | None = 9.0
+    nearend_dominance_db: float | None = 6.0
     echo_coherence_threshold: float | None = 0.35
     shadow_filter: bool = True
     comfort_noise: bool = True

@@ -20,8 +20,10 @@ While the user clearly dominates (the speech band holds ``nearend_dominance_db``
 the predicted echo, its leak and the background noise explain, in this frame or one of the
 last ``hold_frames``), the margins go (no over-estimation, no leak): they are what keeps the
 echo down when the far end plays alone, and during double talk they notched the user's
-voice, which cost whisper words. The threshold is high enough that a poorly cancelled echo
-(more residual than predicted) does not pass for the user.
+voice, which cost whisper words. The threshold (6 dB) is high enough that a poorly cancelled
+echo (more residual than predicted) does not pass for the user: on 60 rooms, 6 dB against 9
+kept the ERLE and cut the double-talk WER by 0.005-0.035; 4 dB and 3 dB let echo through
+(worst room 26.9 and 23.7 dB).
 
 Suppressed bins are refilled with comfort noise at the tracked background level: without
 it the background noise would pump with the echo's spectro-temporal envelope, which is a
@@ -73,7 +75,7 @@ class ResidualEchoSuppressor:
 
     def __init__(self, frame: int = 160, overestimate: float = 4.0, floor_db: float = -40.0,
                  echo_leak: float = 0.05, comfort_noise: bool = True,
-                 nearend_dominance_db: float | None = 9.0, nearend_overestimate: float = 1.0,
+                 nearend_dominance_db: float | None = 6.0, nearend_overestimate: float = 1.0,
                  nearend_leak: float = 0.0, hold_frames: int = 15,
                  coherence_smoothing: float = 0.9,
                  coherence_threshold: float | None = 0.35) -> None:
