@@ -9,7 +9,7 @@ user's speech frames by more than 10 dB during double talk (whisper WER 0.79 vs 
 user alone); behind our stages AEC3 still cuts ~50 % from a cold start (WER 0.61), and WebRTC
 noise suppression adds a little loss for no ERLE gain, so both are off by default. On 30
 rooms (2026-11-26, with the shadow filter) our stages followed by the high-pass filter gave
-ERLE 38.6 dB median (worst room 28.5), WER 0.39 cold / 0.32 warm against 0.23 for the user
+ERLE 38.6 dB median (worst room 28.9), WER 0.39 cold / 0.30 warm against 0.23 for the user
 alone (README, "Measured").
 """
 
