@@ -13,6 +13,7 @@ shadow filter on rooms that show what each one is for.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -178,6 +179,19 @@ def test_the_users_voice_is_not_notched_when_it_dominates_the_echo(impl: str) ->
 HARD_ROOMS = (18, 30, 44)  # the worst of 60 rooms before the coherence term
 
 
+def _erle_without_and_with(impl: str, seeds: tuple[int, ...], on: EchoSettings,
+                           off: EchoSettings) -> list[tuple[float, float]]:
+    """Whole-part ERLE of each seed's far-end-only scene, (with ``off``, with ``on``)."""
+    pairs = []
+    for seed in seeds:
+        s = scene("far_only", seed)
+        off_db, on_db = (erle_report(s.mic, cancel_signal(IMPLEMENTATIONS[impl](settings),
+                                                          s.mic, s.far), s.far_only).whole_db
+                         for settings in (off, on))
+        pairs.append((off_db, on_db))
+    return pairs
+
+
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 def test_echo_the_filter_mis_models_is_still_removed(impl: str) -> None:
     # In these rooms a voiced far end leaves the linear filter 10-15 dB off for a few hundred
@@ -185,16 +199,9 @@ def test_echo_the_filter_mis_models_is_still_removed(impl: str) -> None:
     # coherence term, measured over several renderings (eSpeak's audio differs from call to
     # call, by up to ~3 dB of ERLE per room): room 30 +4 to +8 dB, rooms 18 and 44 +0.5 to
     # +2 dB. The user's voice in double talk is not notched more (rooms 0, 3, 4).
-    on = EchoSettings().echo_coherence_threshold
-    gains = []
-    for seed in HARD_ROOMS:
-        s = scene("far_only", seed)
-        erle = {}
-        for threshold in (None, on):
-            settings = EchoSettings(comfort_noise=False, echo_coherence_threshold=threshold)
-            out = cancel_signal(IMPLEMENTATIONS[impl](settings), s.mic, s.far)
-            erle[threshold] = erle_report(s.mic, out, s.far_only).whole_db
-        gains.append(erle[on] - erle[None])
+    erle = _erle_without_and_with(impl, HARD_ROOMS, MEASURE,
+                                  replace(MEASURE, echo_coherence_threshold=None))
+    gains = [on - off for off, on in erle]
     assert min(gains) > -0.5 and sum(gains) >= 4.0, gains
     with_term = _mean_notched_share(impl, EchoSettings())
     without = _mean_notched_share(impl, EchoSettings(echo_coherence_threshold=None))
@@ -213,16 +220,10 @@ def test_a_shadow_filter_catches_up_where_the_kalman_filter_is_stuck(impl: str) 
     # bench's renderings each of them was below 25 dB without it). The user's voice in double
     # talk is not notched more (rooms 0, 3, 4: 8.0 % of loud cells with it, 7.8 % without;
     # livekit chain, same audio: 8.4 % and 8.0 %).
-    gains, erle_with = [], []
-    for seed in STUCK_FILTER_ROOMS:
-        s = scene("far_only", seed)
-        erle = {}
-        for shadow in (False, True):
-            settings = EchoSettings(comfort_noise=False, shadow_filter=shadow)
-            out = cancel_signal(IMPLEMENTATIONS[impl](settings), s.mic, s.far)
-            erle[shadow] = erle_report(s.mic, out, s.far_only).whole_db
-        gains.append(erle[True] - erle[False])
-        erle_with.append(erle[True])
+    erle = _erle_without_and_with(impl, STUCK_FILTER_ROOMS, MEASURE,
+                                  replace(MEASURE, shadow_filter=False))
+    gains = [on - off for off, on in erle]
+    erle_with = [on for _, on in erle]
     assert min(gains) > -0.5 and sum(gains) >= 8.0, gains
     assert min(erle_with) >= 25.0, erle_with
     with_shadow = _mean_notched_share(impl, EchoSettings())
