@@ -73,6 +73,19 @@ def test_training_is_deterministic() -> None:
     assert 0.0 < first["text_threshold"] <= 1.0
 
 
+def test_refitting_the_thresholds_keeps_the_weights() -> None:
+    from edge.endpointing.detector import default_model
+    from edge.endpointing.train import refit_thresholds
+    from edge.endpointing.transcripts import KnownTranscripts
+
+    shipped = default_model()
+    refit = refit_thresholds(shipped, KnownTranscripts(), "known words",
+                             build_set("train", 4, 8, seed=1))
+    assert np.array_equal(refit.weights, shipped.weights) and refit.bias == shipped.bias
+    assert 0.0 < refit.speculative_threshold <= refit.end_threshold < 1.0
+    assert 0.0 < refit.text_threshold <= 1.0
+
+
 def test_the_training_grid_replays_the_policy_exactly() -> None:
     """Thresholds are chosen on a fast replay; it must end each turn when the policy does."""
     from edge.endpointing.bench import ENDPOINT_VAD, _policy_rule
