@@ -126,7 +126,7 @@ def choose_thresholds(traces: list[Trace], model: EndpointModel) -> dict[str, An
     speculative = min(spec_ok) if spec_ok else end
     return {"text_threshold": text, "end_threshold": end, "speculative_threshold": speculative,
             "train_score": rows[(text, end)].as_json(),
-            "train_speculative_score": spec_rows.get(speculative, rows[(text, end)]).as_json(),
+            "train_speculative_score": spec_rows[speculative].as_json(),
             "rank": _rank(rows[(text, end)], (text, end))}
 
 
@@ -200,12 +200,20 @@ def refit_thresholds(model: EndpointModel, source: TranscriptSource, source_name
     """``model``'s weights and survival curve with its thresholds chosen again on the
     training split (as ``fit_model`` chooses them)."""
     chosen = choose_thresholds(training_traces(source, items), model)
-    info = {**model.info, "thresholds_refitted_on": source_name,
-            "asr_cost_assumed_for_thresholds": [TRAIN_ASR_COST.fixed, TRAIN_ASR_COST.per_second],
-            **{k: v for k, v in chosen.items() if k.startswith("train")}}
+    return _with_thresholds(model, chosen, {
+        "thresholds_refitted_on": source_name,
+        "asr_cost_assumed_for_thresholds": [TRAIN_ASR_COST.fixed, TRAIN_ASR_COST.per_second]})
+
+
+def _with_thresholds(model: EndpointModel, chosen: dict[str, Any],
+                     info: dict[str, Any]) -> EndpointModel:
+    """``model`` at the operating point ``choose_thresholds`` picked, its training scores
+    added to the model's info (after ``info``)."""
     return replace(model, text_threshold=chosen["text_threshold"],
                    end_threshold=chosen["end_threshold"],
-                   speculative_threshold=chosen["speculative_threshold"], info=info)
+                   speculative_threshold=chosen["speculative_threshold"],
+                   info={**model.info, **info,
+                         **{k: v for k, v in chosen.items() if k.startswith("train")}})
 
 
 def training_traces(source: TranscriptSource,
@@ -231,18 +239,12 @@ def fit_model(traces: list[Trace], info: dict[str, Any]) -> EndpointModel:
         model = EndpointModel(FEATURE_NAMES, mean, scale, weights, bias, grid, surv, 1.0, 0.5,
                               0.5, MAX_PAUSE_MS, {})
         chosen = choose_thresholds(traces, model)
-        rank = chosen["rank"]
-        full_info = {
+        candidate = _with_thresholds(model, chosen, {
             "set_version": SET_VERSION, "train_size": list(TRAIN_SIZE), "seed": SEED, **info,
             "examples": int(y.size), "positives": int(y.sum()), "l2": l2,
-            "asr_cost_assumed": [TRAIN_ASR_COST.fixed, TRAIN_ASR_COST.per_second],
-            **{k: v for k, v in chosen.items() if k.startswith("train")},
-        }
-        candidate = EndpointModel(FEATURE_NAMES, mean, scale, weights, bias, grid, surv,
-                                  chosen["text_threshold"], chosen["end_threshold"],
-                                  chosen["speculative_threshold"], MAX_PAUSE_MS, full_info)
-        if best is None or rank < best[0]:
-            best = (rank, candidate)
+            "asr_cost_assumed": [TRAIN_ASR_COST.fixed, TRAIN_ASR_COST.per_second]})
+        if best is None or chosen["rank"] < best[0]:
+            best = (chosen["rank"], candidate)
     assert best is not None
     return best[1]
 
