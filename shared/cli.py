@@ -12,7 +12,7 @@ import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import typer
@@ -95,14 +95,19 @@ root = LazyGroup(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
+    # standalone mode: usage errors print click's message and exit 2.
+    run_reporting(lambda: root.main(args=argv, prog_name="parley", standalone_mode=True))
+
+
+def run_reporting(command: Callable[[], object], name: str = "parley") -> None:
+    """Run a command line; expected failures (``ParleyError``) and Ctrl-C end in one line."""
     try:
-        # standalone mode: usage errors print click's message and exit 2.
-        root.main(args=argv, prog_name="parley", standalone_mode=True)
+        command()
     except KeyboardInterrupt:
-        print("parley: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         sys.exit(130)
     except ParleyError as exc:
-        print(f"parley: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
 
 

@@ -276,4 +276,6 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    from shared.cli import run_reporting
+
+    run_reporting(lambda: typer.run(main), "edge.endpointing.train")

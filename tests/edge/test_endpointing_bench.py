@@ -86,6 +86,16 @@ def test_refitting_the_thresholds_keeps_the_weights() -> None:
     assert 0.0 < refit.text_threshold <= 1.0
 
 
+def test_training_from_a_missing_model_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "edge.endpointing.train", "--known-text",
+                             "--thresholds-only", "--out", str(tmp_path / "none.json")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0 and "python -m edge.endpointing.train" in (
+        result.stderr)
+    assert "Traceback" not in result.stderr
+
+
 def test_the_training_grid_replays_the_policy_exactly() -> None:
     """Thresholds are chosen on a fast replay; it must end each turn when the policy does."""
     from edge.endpointing.bench import ENDPOINT_VAD, _policy_rule
