@@ -33,6 +33,9 @@ class EchoSettings:
     suppressor's input holds this much more than the predicted echo and noise explain (the user
     is talking over the echo), it suppresses gently (no over-estimation, no leak) for a few
     frames so the user's words are not notched; None always suppresses hard.
+    ``nearend_suppression``: while the user dominates, the share of the predicted residual
+    echo the suppressor removes (the prediction is ~7 dB above what is left once the filter
+    has converged: all of it notched the user's words, none let the echo into them).
     ``echo_coherence_threshold``: the suppressor also counts as echo the share of its input
     that moves with the linear echo estimate (coherence above this, echo the filter
     mis-modelled while believing it had converged); None turns that off.
@@ -55,6 +58,7 @@ class EchoSettings:
     suppression: float = 2.5
     suppression_floor_db: float = -40.0
     nearend_dominance_db: float | None = 6.0
+    nearend_suppression: float = 0.3
     echo_coherence_threshold: float | None = 0.35
     shadow_filter: bool = True
     comfort_noise: bool = True

@@ -160,12 +160,15 @@ def pooled_word_error_rates(results: list[SceneResult]) -> tuple[
     return pooled, intervals
 
 
-_ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)")
+# "[ Inaudible ]", "(music)", and the same cut short by the end of the decode ("[ Inaud").
+_ANNOTATION = re.compile(r"\[[^\]\[]*(?:\]|$|(?=\[))|\([^)(]*(?:\)|$|(?=\())")
 
 
 def spoken(text: str) -> str:
-    """Whisper's text without its annotations ("[ Inaudible ]", "(music)"): not words."""
-    return " ".join(_ANNOTATION.sub(" ", text).split())
+    """Whisper's text without its annotations ("[ Inaudible ]", "(music)", also unclosed)
+    and its speaker-change marks (">>"): not words."""
+    tokens = _ANNOTATION.sub(" ", text).split()
+    return " ".join(t for t in tokens if any(c.isalnum() for c in t))
 
 
 @dataclass(frozen=True, slots=True)

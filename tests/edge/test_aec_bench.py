@@ -84,4 +84,6 @@ def test_bench_refuses_unknown_implementations() -> None:
 def test_whisper_annotations_are_not_words() -> None:
     assert spoken("[ Inaudible ]") == ""
     assert spoken("Turn it (music) down.") == "Turn it down."
+    assert spoken("[ Inaud [ Inaud") == "" and spoken(">> >>") == "" and spoken("(mus") == ""
+    assert spoken(">> I think [ Inaud") == "I think"
 
