@@ -31,8 +31,9 @@ class EchoSettings:
     path. ``suppression``: residual echo over-estimation factor (higher removes more echo
     and more of the user's voice during double talk). ``nearend_dominance_db``: when the
     suppressor's input holds this much more than the predicted echo and noise explain (the user
-    is talking over the echo), it suppresses gently (no over-estimation, no leak) for a few
-    frames so the user's words are not notched; None always suppresses hard.
+    is talking over the echo), it suppresses gently (no over-estimation, no leak: see
+    ``nearend_suppression``) for a few frames so the user's words are not notched; None
+    always suppresses hard.
     ``nearend_suppression``: while the user dominates, the share of the predicted residual
     echo the suppressor removes (the prediction is ~7 dB above what is left once the filter
     has converged: all of it notched the user's words, none let the echo into them).
