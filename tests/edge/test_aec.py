@@ -4,7 +4,7 @@ What a user notices: the agent's voice is removed from the microphone (ERLE >= 2
 agent-only part, from a cold start, several rooms), what is left does not look like speech to
 the VAD, the user's own voice passes untouched when the agent is silent and survives when
 both talk. Measured by ``parley bench aec --seeds 30`` (cold start): whole-part ERLE median
-~37-38 dB for both implementations, worst room above 27 dB (rooms 0-29 and 30-59); the
+~36-38 dB for both implementations, worst room 27-28 dB (rooms 0-29 and 30-59); the
 asserts here are on a few rooms, plus before/after checks of the suppressor's near-end and
 coherence terms, of the shadow filter and of the low band, on rooms that show what each one
 is for.
