@@ -18,6 +18,7 @@ from shared.audio import PROCESSING_RATE
 # The filter starts this many frames before the estimated direct path (estimate error,
 # the band-limited direct path's pre-ringing).
 _LEAD_FRAMES = 2
+LOW_BAND_HZ = 200.0
 
 
 class LinearEchoStage:
@@ -38,6 +39,10 @@ class LinearEchoStage:
                         else KalmanEchoFilter(n, self.partitions))
         self._estimator = (DelayEstimator(max_delay_ms=settings.max_delay_ms)
                            if settings.estimate_delay else None)
+        self._low_bins = int(LOW_BAND_HZ * 2 * n / PROCESSING_RATE) + 1
+        # Reverberation spreads the echo of a frame over the next ones (~RT60 0.6 s at most).
+        self._low_weights = 0.9 ** np.arange(self.partitions)
+        self._low_band_echo = np.zeros(self._low_bins)
         self.reset()
 
     def reset(self) -> None:
@@ -62,7 +67,9 @@ class LinearEchoStage:
             self._follow(self._estimator.delay_samples)
         self._history.push(far)
         spectra, power = self._history.window(self.delay_frames, self.partitions)
-        return self._guard(mic, self._filter.process(mic, spectra, power))
+        out = self._filter.process(mic, spectra, power)
+        self._low_band_echo = 0.5 * (self._low_weights @ power[:, : self._low_bins])
+        return self._guard(mic, out)
 
     def _guard(self, mic: np.ndarray, out: FilterOutput) -> FilterOutput:
         """A right echo estimate can only make the mic quieter. When subtracting it makes the
@@ -93,20 +100,19 @@ class LinearEchoStage:
 
     @property
     def residual_power(self) -> np.ndarray:
-        """Predicted echo power left in the last frame's error spectrum (per bin): the Kalman
-        filter's own uncertainty, in every band.
+        """Predicted echo power left in the last frame's error spectrum (per bin).
 
-        Assuming more below 200 Hz (the whole echo a far-end fundamental could make, since the
-        filter learns almost pure tones poorly) took the user's fundamental out during double
-        talk. On the same audio of 60 rooms, not assuming it cut the double-talk WER by 0.03
-        from a cold start and 0.01 once converged; the median ERLE fell 1.2 dB, the worst room
-        did not move (27.6 -> 27.5 dB; 28.4 -> 28.2 dB over 24 rooms with a full-range
-        speaker; 28.4 -> 26.5 dB over 30 rooms kept out of the choice), and neither the VAD nor
-        Whisper heard more of the echo. Assuming a quarter of it kept the ERLE and lost most
-        of the WER gain. The suppressor's coherence term catches the tonal echo the filter
-        mis-models.
+        The filter's own prediction, except below ``LOW_BAND_HZ``: there a voice's
+        fundamental is an almost pure tone the filter learns poorly while believing it has,
+        so the whole echo that far-end sound could make (path gain up to 0 dB) is assumed.
+        That takes a few dB off the user's fundamental in double talk; dropping it cut the
+        double-talk WER by 0.01-0.03 on 60 rooms but cost ~0.3 dB of ERLE in room 20, which
+        then rendered below 25 dB in most test runs (and 1.2-1.7 dB of median ERLE): kept.
         """
-        return self._filter.residual_power
+        predicted = self._filter.residual_power.copy()
+        low = predicted[: self._low_bins]
+        np.maximum(low, self._low_band_echo, out=low)
+        return predicted
 
 
 def residual_suppressor(settings: EchoSettings) -> ResidualEchoSuppressor:

@@ -23,15 +23,18 @@ predicted residual is removed): they are what keeps the echo down when the far e
 alone, and during double talk they notched the user's voice, which cost whisper words. Once
 the filter has converged its prediction is a median ~7 dB above the echo actually left
 (speech band, 10 rooms), so removing all of it still notched the user's weaker bins. On
-the same audio of 60 rooms, removing 0.3 of it took the converged double-talk WER from 0.28
-to 0.25 (0.21 with no echo at all) and did not change it from a cold start (0.28); 0.5 gave
-0.26; 0.15 and 0 let the residual echo into the user's words from a cold start (0.33, 0.35).
+the same audio of 60 rooms, removing 0.3 of it took the converged double-talk WER from 0.30
+to 0.27 (0.21 with no echo at all; 90 % interval of the change -0.058 to +0.003), the cold
+start's 0.31 to 0.32 (noise), and left the ERLE as it was. With the low-band assumption of
+:class:`~edge.aec.linear.LinearEchoStage` off (where these shares were chosen), 0.5 gave 0.26
+against 0.25 converged; 0.15 and 0 let the residual echo into the user's words from a cold
+start (0.33, 0.35 against 0.28).
 
 The threshold (6 dB) is high enough that a poorly cancelled echo (more residual than
 predicted) does not pass for the user: on 60 rooms, 6 dB against 9 kept the ERLE and cut the
 double-talk WER by 0.005-0.035; 4 dB and 3 dB let echo through (worst room 26.9 and 23.7 dB).
-With 0.3 of the prediction removed while the user dominates, 4 dB and no leak outside it each
-gained ~0.015 converged but took the worst room to ~25.7 dB: left alone.
+4 dB and no leak outside the near-end mode each gained ~0.015 converged, but took the worst
+room to ~25.7 dB (low-band assumption off): left alone.
 
 Suppressed bins are refilled with comfort noise at the tracked background level: without
 it the background noise would pump with the echo's spectro-temporal envelope, which is a
