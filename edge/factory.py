@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edge.aec.base import Cancelled
 from edge.config import EdgeSettings
 from edge.pipeline import EdgeStages
 from edge.turns import EndOfTurnPolicy, FixedTimeoutPolicy, TurnTaker, TurnTimings
@@ -12,8 +13,8 @@ from shared.audio import PROCESSING_RATE, Samples
 class PassThrough:
     """No echo cancellation (``aec = "off"``): for a headset, or to compare."""
 
-    def process(self, mic: Samples, far: Samples) -> Samples:
-        return mic
+    def cancel(self, mic: Samples, far: Samples) -> Cancelled:
+        return Cancelled(clean=mic, for_asr=mic)
 
 
 def end_of_turn_policy(s: EdgeSettings) -> EndOfTurnPolicy:

@@ -3,8 +3,8 @@
 Every 10 ms the duplex device gives one mic frame and the speaker frame played meanwhile:
 
     mic -> aec (far-end reference = the speaker frame) -> vad -> turn-taking
-        -> asr (worker thread; partials while speaking, a speculative final at each pause,
-           started when the level first falls)
+        -> asr (on the aec's gentler copy of the same frames; worker thread; partials while
+           speaking, a speculative final at each pause, started when the level first falls)
         -> prosody -> end-of-turn policy -> uplink (transcript.final / cancel / barge_in)
     downlink (tts.start / tts.chunk / tts.end / response.text / metrics)
         -> playout (jitter buffer, ledger) -> speaker -> back to the aec as far end
@@ -23,6 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
+from edge.aec.base import Cancelled
 from edge.asr_worker import Decoded, NewestFirstWorker
 from edge.audio_io import FRAME, DuplexDevice, DuplexFrame
 from edge.barge_in import OnsetGate
@@ -57,7 +58,7 @@ CLOUD_MARKS = {"llm_first_token": "cloud_llm_first_token", "first_clause": "clou
 
 
 class EchoCanceller(Protocol):
-    def process(self, mic: Samples, far: Samples) -> Samples: ...
+    def cancel(self, mic: Samples, far: Samples) -> Cancelled: ...  # .clean, .for_asr
 
 
 class Recognizer(Protocol):
@@ -199,8 +200,9 @@ class EdgeAgent:
 
     def _on_frame(self, frame: DuplexFrame) -> None:
         self._clock = (frame.sample + FRAME, time.perf_counter())
-        clean = self._timed("aec", self.s.aec.process, frame.mic, frame.speaker)
-        self.history.append(clean)
+        cancelled = self._timed("aec", self.s.aec.cancel, frame.mic, frame.speaker)
+        clean = cancelled.clean
+        self.history.append(cancelled.for_asr)  # what the recognizer and prosody read
         if self.clean is not None:
             self.clean.append(clean)
         self._watch_barge_in(clean, frame)

@@ -3,6 +3,10 @@
 Two uses: IPA phonemes for piper voices (sherpa-onnx 2.x no longer phonemizes them), and
 plain formant-synthesized speech in many voices for the evaluation corpora the project builds.
 libespeak-ng keeps global state and is not thread-safe: every call holds one process lock.
+It also seeds its random generator (breathy and klatt voices use it) from the clock; we seed
+it once with 0, so a process that makes the same calls renders the same audio. A rendering
+still depends on what the process synthesized before (state the library never resets), so
+audio that must not vary is rendered first thing in a fresh process (see the AEC tests).
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ def _engine() -> _Engine:
     if rate <= 0:
         raise EngineError(f"eSpeak NG failed to initialize (data at {data.decode()})")
     engine = _Engine(lib=lib, sample_rate=int(rate))
+    seed = getattr(lib, "espeak_ng_SetRandSeed", None)  # libespeak-ng >= 1.52
+    if seed is not None:
+        seed(0)
 
     def on_audio(wav: ctypes._Pointer[ctypes.c_short], n: int, _events: int | None) -> int:
         if n > 0 and engine.chunks is not None:

@@ -2,22 +2,25 @@
 
 ``create_echo_canceller(settings)`` returns an :class:`EchoCanceller`: the livekit one
 (WebRTC audio processing after our linear stage) when livekit is installed, else the numpy
-one. Call ``process(mic_frame, far_frame)`` every 10 ms (160 samples each).
+one. Call ``cancel(mic_frame, far_frame)`` every 10 ms (160 samples each): it gives the clean
+frame (for the VAD) and the recognizer's copy (``process`` gives only the clean one).
 """
 
 from __future__ import annotations
 
 from edge.aec.base import (
     FRAME_SAMPLES,
+    Cancelled,
     EchoCanceller,
     EchoSettings,
     EchoStats,
+    cancel_recording,
     cancel_signal,
 )
 from shared.errors import ConfigError
 
-__all__ = ["FRAME_SAMPLES", "EchoCanceller", "EchoSettings", "EchoStats", "cancel_signal",
-           "create_echo_canceller", "livekit_available"]
+__all__ = ["FRAME_SAMPLES", "Cancelled", "EchoCanceller", "EchoSettings", "EchoStats",
+           "cancel_recording", "cancel_signal", "create_echo_canceller", "livekit_available"]
 
 
 def livekit_available() -> bool:

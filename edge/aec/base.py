@@ -40,6 +40,11 @@ class EchoSettings:
     ``echo_coherence_threshold``: the suppressor also counts as echo the share of its input
     that moves with the linear echo estimate (coherence above this, echo the filter
     mis-modelled while believing it had converged); None turns that off.
+    ``asr_suppression`` / ``asr_floor_db``: how the recognizer's copy of the output is
+    suppressed outside the near-end mode (over-estimation factor, deepest cut), gentler than
+    ``suppression`` / ``suppression_floor_db`` so the user's words over the agent's voice
+    keep their shape; None gives the recognizer the clean output (see
+    :mod:`edge.aec.suppressor`).
     ``shadow_filter`` (numpy implementation): run a fast shadow beside the linear Kalman
     filter and take the echo estimate per frequency bin from whichever has left less error
     lately (it catches up when the main filter is stuck on a misfit; see
@@ -61,10 +66,26 @@ class EchoSettings:
     nearend_dominance_db: float | None = 6.0
     nearend_suppression: float = 0.3
     echo_coherence_threshold: float | None = 0.35
+    asr_suppression: float | None = 0.5
+    asr_floor_db: float = -20.0
     shadow_filter: bool = True
     comfort_noise: bool = True
     noise_suppression: bool = False
     webrtc_aec: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """One frame out of the canceller, two ways (same timeline, same latency).
+
+    ``clean``: no echo left that the VAD or a recognizer would take for speech; for the VAD,
+    barge-in and the echo-cancelled recording. ``for_asr``: suppressed more gently, so the
+    user's words talking over the agent keep their shape (a faint echo may remain under them);
+    decode it only where the VAD found speech on ``clean``.
+    """
+
+    clean: Samples
+    for_asr: Samples
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,18 +114,24 @@ class EchoCanceller(ABC):
         self._meter = ErleMeter()
         self._frames = 0
 
-    def process(self, mic: Samples, far: Samples) -> Samples:
+    def cancel(self, mic: Samples, far: Samples) -> Cancelled:
         """Cancel the echo in one mic frame.
 
         ``mic`` and ``far`` are ``FRAME_SAMPLES`` float32 samples on the same timeline. Returns
-        ``FRAME_SAMPLES`` cleaned samples, delayed by ``latency_samples``. Non-finite input is
-        zeroed and everything is clipped to [-1, 1], so bad input never poisons the state.
+        ``FRAME_SAMPLES`` cleaned samples twice (see :class:`Cancelled`), delayed by
+        ``latency_samples``. Non-finite input is zeroed and everything is clipped to [-1, 1],
+        so bad input never poisons the state.
         """
         m, f = _sanitized(mic, "mic"), _sanitized(far, "far")
-        out = np.asarray(np.clip(self._process(m, f), -1.0, 1.0), dtype=np.float32)
-        self._meter.update(m, out, f)
+        clean, for_asr = (np.asarray(np.clip(x, -1.0, 1.0), dtype=np.float32)
+                          for x in self._process(m, f))
+        self._meter.update(m, clean, f)
         self._frames += 1
-        return out
+        return Cancelled(clean, for_asr)
+
+    def process(self, mic: Samples, far: Samples) -> Samples:
+        """:meth:`cancel`'s ``clean`` frame."""
+        return self.cancel(mic, far).clean
 
     def reset(self) -> None:
         """Forget everything learned (echo path, delay, meters), e.g. after a device change."""
@@ -121,7 +148,8 @@ class EchoCanceller(ABC):
             frames=self._frames, latency_samples=self.latency_samples)
 
     @abstractmethod
-    def _process(self, mic: np.ndarray, far: np.ndarray) -> np.ndarray: ...
+    def _process(self, mic: np.ndarray, far: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One sanitized frame -> (clean, for the recognizer)."""
 
     @abstractmethod
     def _reset(self) -> None: ...
@@ -150,6 +178,11 @@ def cancel_signal(canceller: EchoCanceller, mic: Samples, far: Samples) -> Sampl
     longer is cut). The canceller's latency is removed, so sample ``i`` of the result is the
     cleaned sample ``i`` of ``mic``.
     """
+    return cancel_recording(canceller, mic, far).clean
+
+
+def cancel_recording(canceller: EchoCanceller, mic: Samples, far: Samples) -> Cancelled:
+    """:func:`cancel_signal`, both outputs (each a whole recording on the mic's timeline)."""
     n, lat = mic.size, canceller.latency_samples
     frames = -(-(n + lat) // FRAME_SAMPLES)
     total = frames * FRAME_SAMPLES
@@ -157,8 +190,10 @@ def cancel_signal(canceller: EchoCanceller, mic: Samples, far: Samples) -> Sampl
     m[:n] = mic
     f = np.zeros(total, dtype=np.float32)
     f[: min(n, far.size)] = far[:n]
-    out = np.empty(total, dtype=np.float32)
+    clean = np.empty(total, dtype=np.float32)
+    for_asr = np.empty(total, dtype=np.float32)
     for i in range(frames):
         s = slice(i * FRAME_SAMPLES, (i + 1) * FRAME_SAMPLES)
-        out[s] = canceller.process(m[s], f[s])
-    return out[lat: lat + n]
+        out = canceller.cancel(m[s], f[s])
+        clean[s], for_asr[s] = out.clean, out.for_asr
+    return Cancelled(clean[lat: lat + n], for_asr[lat: lat + n])

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from edge.aec.base import EchoCanceller, EchoSettings, cancel_signal
+from edge.aec.base import Cancelled, EchoCanceller, EchoSettings, cancel_recording
 from edge.aec.erle import ErleReport, NearEndLoss, erle_report, near_end_loss
 from edge.room import Scene, build_scene
 from shared.audio import PROCESSING_RATE, Samples
@@ -49,14 +49,15 @@ class SceneResult:
     heard: dict[str, tuple[str, ...]] = field(default_factory=dict)  # condition -> transcripts
 
 
-def run_scene(canceller: EchoCanceller, scene: Scene, cold: bool = True) -> tuple[Samples, float]:
-    """Cancel a scene (from a cold start unless ``cold`` is False); returns the output on the
-    mic timeline and the CPU time the process spent, in ms per 10 ms frame (CPU time, not
+def run_scene(canceller: EchoCanceller, scene: Scene,
+              cold: bool = True) -> tuple[Cancelled, float]:
+    """Cancel a scene (from a cold start unless ``cold`` is False); returns both outputs on
+    the mic timeline and the CPU time the process spent, in ms per 10 ms frame (CPU time, not
     wall time: the machines this runs on are shared)."""
     if cold:
         canceller.reset()
     started = time.process_time()
-    out = cancel_signal(canceller, scene.mic, scene.far)
+    out = cancel_recording(canceller, scene.mic, scene.far)
     frames = max(1, scene.mic.size // 160)
     return out, 1000.0 * (time.process_time() - started) / frames
 
@@ -88,14 +89,18 @@ def evaluate_seed(make: Make, settings: EchoSettings, scenes: SeedScenes,
     the echo removal); everything else runs the real configuration.
     """
     seed, far, talk, near = scenes.seed, scenes.far, scenes.talk, scenes.near
-    measured, _ = run_scene(make(replace(settings, comfort_noise=False)), far)
+    measured = run_scene(make(replace(settings, comfort_noise=False)), far)[0].clean
     canceller = make(settings)
-    out_far, ms_far = run_scene(canceller, far)
+    cancelled_far, ms_far = run_scene(canceller, far)
+    out_far = cancelled_far.clean
     delay = canceller.stats.delay_ms
-    warm_talk, _ = run_scene(canceller, talk, cold=False)  # the agent's second reply
-    out_talk, ms_talk = run_scene(canceller, talk)
-    out_near, ms_near = run_scene(canceller, near)
-    heard = {} if transcribe is None else transcripts(transcribe, talk, out_talk, warm_talk)
+    warm, _ = run_scene(canceller, talk, cold=False)  # the agent's second reply
+    cold, ms_talk = run_scene(canceller, talk)
+    warm_talk, out_talk = warm.clean, cold.clean
+    near_only, ms_near = run_scene(canceller, near)
+    out_near = near_only.clean
+    heard = ({} if transcribe is None
+             else transcripts(transcribe, talk, cold.for_asr, warm.for_asr))
     return SceneResult(
         seed=seed, delay_ms=far.room.delay_ms, rt60_s=far.room.rt60_s,
         erle=erle_report(far.mic, measured, far.far_only),
@@ -115,7 +120,8 @@ def evaluate_seed(make: Make, settings: EchoSettings, scenes: SeedScenes,
 def transcripts(transcribe: Transcribe, talk: Scene, out_talk: Samples,
                 warm_talk: Samples) -> dict[str, tuple[str, ...]]:
     """What the recognizer hears of each of the user's utterances (0.3 s margins): after AEC
-    (cold start, and warm), on the raw mic, and of the user alone (no echo)."""
+    (its copy for the recognizer; cold start, and warm), on the raw mic, and of the user
+    alone (no echo)."""
     pad = int(0.3 * PROCESSING_RATE)
     spans = [(max(0, a - pad), b + pad) for a, b in talk.near_spans]
     signals = {"aec": out_talk, "aec_warm": warm_talk, "mic": talk.mic,

@@ -122,7 +122,9 @@ def residual_suppressor(settings: EchoSettings) -> ResidualEchoSuppressor:
         floor_db=settings.suppression_floor_db, comfort_noise=settings.comfort_noise,
         nearend_dominance_db=settings.nearend_dominance_db,
         nearend_overestimate=settings.nearend_suppression,
-        coherence_threshold=settings.echo_coherence_threshold)
+        coherence_threshold=settings.echo_coherence_threshold,
+        recognizer_overestimate=settings.asr_suppression,
+        recognizer_floor_db=settings.asr_floor_db)
 
 
 class NumpyEchoCanceller(EchoCanceller):
@@ -136,7 +138,7 @@ class NumpyEchoCanceller(EchoCanceller):
         self._suppressor = residual_suppressor(settings)
         self.latency_samples = self._suppressor.latency_samples
 
-    def _process(self, mic: np.ndarray, far: np.ndarray) -> np.ndarray:
+    def _process(self, mic: np.ndarray, far: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         linear = self._linear.process(mic, far)
         return self._suppressor.process(linear.error, linear.echo, self._linear.residual_power)
 

@@ -51,7 +51,12 @@ class LivekitEchoCanceller(EchoCanceller):
             ("linear+", linear and not spectral_suppression), ("livekit", True),
             ("-apm-only", not linear),
             ("+ns", settings.noise_suppression), ("+aec3", settings.webrtc_aec)) if on)
-        self._apm = self._new_apm()
+        # The recognizer's copy gets its own high-pass filter; with WebRTC's AEC3 or noise
+        # suppression on (they cut the user's words, and delay the output) it gets the clean
+        # output instead.
+        self._split = (self._suppressor is not None and settings.asr_suppression is not None
+                       and not settings.webrtc_aec and not settings.noise_suppression)
+        self._apm, self._asr_apm = self._new_apm(), self._new_apm()
 
     def _new_apm(self) -> rtc.AudioProcessingModule:
         s = self.settings
@@ -59,25 +64,27 @@ class LivekitEchoCanceller(EchoCanceller):
                                          noise_suppression=s.noise_suppression,
                                          high_pass_filter=True)
 
-    def _process(self, mic: np.ndarray, far: np.ndarray) -> np.ndarray:
-        near = mic
+    def _process(self, mic: np.ndarray, far: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        near = for_asr = mic
         if self._estimator is not None:
             self._estimator.push(far, mic)
         if self._linear is not None:
             linear = self._linear.process(mic, far)
-            near = linear.error
+            near = for_asr = linear.error
             if self._suppressor is not None:
-                near = self._suppressor.process(linear.error, linear.echo,
-                                                self._linear.residual_power)
-        return self._run_apm(near, far)
+                near, for_asr = self._suppressor.process(linear.error, linear.echo,
+                                                         self._linear.residual_power)
+        clean = self._run_apm(self._apm, near, far)
+        return clean, (self._run_apm(self._asr_apm, for_asr, far) if self._split else clean)
 
-    def _run_apm(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+    def _run_apm(self, apm: rtc.AudioProcessingModule, near: np.ndarray,
+                 far: np.ndarray) -> np.ndarray:
         try:
             if self.settings.webrtc_aec:
-                self._apm.process_reverse_stream(_frame(far))
-                self._apm.set_stream_delay_ms(self._apm_delay_ms())
+                apm.process_reverse_stream(_frame(far))
+                apm.set_stream_delay_ms(self._apm_delay_ms())
             frame = _frame(near)
-            self._apm.process_stream(frame)
+            apm.process_stream(frame)
         except RuntimeError as exc:
             raise EngineError(f"WebRTC audio processing failed: {exc}") from exc
         return pcm16_to_float(bytes(frame.data.cast("B")))
@@ -94,7 +101,7 @@ class LivekitEchoCanceller(EchoCanceller):
             self._linear.reset()
         if self._suppressor is not None:
             self._suppressor.reset()
-        self._apm = self._new_apm()
+        self._apm, self._asr_apm = self._new_apm(), self._new_apm()
 
     def _delay_samples(self) -> int | None:
         if self._estimator is not None:

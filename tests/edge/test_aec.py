@@ -11,6 +11,9 @@ coherence terms and of the shadow filter, on rooms that show what each one is fo
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
@@ -18,7 +21,13 @@ from functools import cache
 import numpy as np
 import pytest
 
-from edge.aec import EchoCanceller, EchoSettings, cancel_signal, create_echo_canceller
+from edge.aec import (
+    EchoCanceller,
+    EchoSettings,
+    cancel_recording,
+    cancel_signal,
+    create_echo_canceller,
+)
 from edge.aec.erle import erle_db, erle_report, near_end_loss, split_mask
 from edge.aec.linear import NumpyEchoCanceller
 from edge.aec.livekit_apm import LivekitEchoCanceller
@@ -36,7 +45,17 @@ SEEDS = (0, 3, 4)  # seed 4: loudspeaker clipping, and the user starts 1.5 s int
 
 @cache
 def scene(kind: str, seed: int) -> Scene:
-    return build_scene(kind, seed)
+    """``build_scene(kind, seed)``, rendered first thing in a fresh process: eSpeak's audio
+    depends on what the process synthesized before (ERLE moved by up to ~4 dB per room with
+    the tests that happened to run first), so these asserts see the same audio whichever
+    tests are selected and in whatever order."""
+    code = ("import pickle, sys; from edge.room import build_scene; "
+            "sys.stdout.buffer.write(pickle.dumps(build_scene(sys.argv[1], int(sys.argv[2]))))")
+    done = subprocess.run([sys.executable, "-c", code, kind, str(seed)], capture_output=True,
+                          check=True)
+    rendered = pickle.loads(done.stdout)
+    assert isinstance(rendered, Scene)
+    return rendered
 
 
 @cache
@@ -175,6 +194,42 @@ def test_the_users_voice_is_not_notched_when_it_dominates_the_echo(impl: str) ->
     gentle = _mean_notched_share(impl, EchoSettings())
     hard = _mean_notched_share(impl, EchoSettings(nearend_dominance_db=None))
     assert gentle < 0.055 and gentle < 0.6 * hard, (gentle, hard)
+
+
+def _recognizer_copy(impl: str, kind: str, seed: int,
+                     settings: EchoSettings = EchoSettings()) -> tuple[np.ndarray, np.ndarray]:
+    s = scene(kind, seed)
+    out = cancel_recording(IMPLEMENTATIONS[impl](settings), s.mic, s.far)
+    return out.clean, out.for_asr
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_the_recognizer_gets_the_users_voice_with_fewer_notches(impl: str) -> None:
+    # The recognizer's copy is suppressed more gently outside the near-end mode (whisper on
+    # 120 utterances: 0.34 -> 0.31 cold, 0.27 -> 0.25 warm). Measured on rooms 0, 3, 4:
+    # 4.4-4.5 % of the user's loud cells notched in the clean output, 2.0-2.1 % in the copy.
+    notched = {"clean": [], "for_asr": []}
+    for seed in SEEDS:
+        clean, for_asr = _recognizer_copy(impl, "double_talk", seed)
+        s = scene("double_talk", seed)
+        notched["clean"].append(_notched_share(clean, s))
+        notched["for_asr"].append(_notched_share(for_asr, s))
+    clean_share, asr_share = (float(np.mean(v)) for v in notched.values())
+    assert asr_share < 0.75 * clean_share, (asr_share, clean_share)
+    # Off, the recognizer gets the clean output itself.
+    clean, for_asr = _recognizer_copy(impl, "double_talk", 0, EchoSettings(asr_suppression=None))
+    assert np.array_equal(clean, for_asr)
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_the_recognizers_copy_still_removes_most_of_the_echo(impl: str) -> None:
+    # It is decoded only where the VAD finds the user on the clean output, but what echo is
+    # left under the user's words must stay well below them.
+    for seed in SEEDS:
+        s = scene("far_only", seed)
+        clean, for_asr = _recognizer_copy(impl, "far_only", seed, MEASURE)
+        assert erle_report(s.mic, clean, s.far_only).whole_db >= 25.0
+        assert erle_report(s.mic, for_asr, s.far_only).whole_db >= 18.0  # measured 22-28
 
 
 HARD_ROOMS = (18, 30, 44)  # the worst of 60 rooms before the coherence term

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from edge.aec import FRAME_SAMPLES, EchoCanceller, EchoSettings, cancel_signal
+from edge.aec import FRAME_SAMPLES, EchoCanceller, EchoSettings, cancel_recording, cancel_signal
 from edge.aec.delay import DelayEstimator
 from edge.aec.erle import ErleMeter, erle_db
 from edge.aec.linear import NumpyEchoCanceller
@@ -56,11 +56,13 @@ def test_clipping_and_absurd_input_stay_finite_and_in_range(canceller: EchoCance
     rng = np.random.default_rng(0)
     far = np.sign(rng.standard_normal(200 * FRAME_SAMPLES)).astype(np.float32)  # full scale
     mic = np.clip(3.0 * EchoPath(RoomSpec(delay_ms=50.0)).apply(far), -1, 1)  # clipped mic
-    out = cancel_signal(canceller, mic, far)
-    assert np.all(np.isfinite(out)) and float(np.max(np.abs(out))) <= 1.0
+    out = cancel_recording(canceller, mic, far)
+    for x in (out.clean, out.for_asr):
+        assert np.all(np.isfinite(x)) and float(np.max(np.abs(x))) <= 1.0
     absurd = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30] * 32, dtype=np.float32)
     for _ in range(20):
-        assert np.all(np.isfinite(canceller.process(absurd, absurd)))
+        frame = canceller.cancel(absurd, absurd)
+        assert np.all(np.isfinite(frame.clean)) and np.all(np.isfinite(frame.for_asr))
 
 
 def test_non_finite_input_does_not_poison_later_frames(measuring: EchoCanceller) -> None:

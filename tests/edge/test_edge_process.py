@@ -97,3 +97,29 @@ def test_ten_minutes_of_noise_completes_without_inventing_turns(tmp_path: Path) 
     assert result["audio_s"] == 600.0
     assert len(result["segments"]) <= 2  # steady noise is not speech
     assert result["rtf"] < 1.0  # offline over files: faster than real time even here
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_the_agents_echo_is_not_transcribed_and_the_user_over_it_is(tmp_path: Path,
+                                                                    seed: int) -> None:
+    # Room-echo scenes (edge/room.py): the agent's reply through a room, then the user
+    # talking over the next one from a cold start (seed 4: 1.5 s in, loudspeaker clipping).
+    from edge.room import build_scene
+
+    def files(kind: str) -> tuple[Any, Path, Path]:
+        s = build_scene(kind, seed)
+        mic, far = tmp_path / f"{kind}-mic.wav", tmp_path / f"{kind}-far.wav"
+        sf.write(mic, s.mic, PROCESSING_RATE, subtype="FLOAT")
+        sf.write(far, s.far, PROCESSING_RATE, subtype="FLOAT")
+        return s, mic, far
+
+    _, mic, far = files("far_only")
+    assert process(mic)["segments"], "without --far the echo is the agent's words"
+    assert process(mic, "--far", str(far))["segments"] == []
+    talk, mic, far = files("double_talk")
+    segments = process(mic, "--far", str(far))["segments"]
+    heard = " ".join(seg["text"] for seg in segments)
+    assert word_error_rate(" ".join(talk.near_texts), heard) <= 0.5, heard
+    spans = [(a / PROCESSING_RATE, b / PROCESSING_RATE) for a, b in talk.near_spans]
+    for seg in segments:  # nothing outside the user's speech
+        assert any(seg["start_s"] < b + 0.5 and seg["end_s"] > a - 0.5 for a, b in spans), seg
