@@ -23,7 +23,8 @@ class EdgeSettings(BaseSettings):
     token: str = ""
     # echo cancellation
     aec: Literal["auto", "livekit", "numpy", "off"] = "auto"
-    aec_delay_ms: float | None = Field(default=None, ge=0, le=1000)
+    aec_delay_ms: float | None = Field(default=None, ge=0, le=1000)  # known: a starting point
+    aec_max_delay_ms: float = Field(default=500.0, ge=50, le=1000)  # the estimator's search
     # voice activity detection
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
     vad_min_silence_s: float = Field(default=0.03, ge=0.03, le=2.0)

@@ -31,7 +31,8 @@ def build_stages(s: EdgeSettings, *, echo_cancelling: bool = True) -> EdgeStages
     from edge.asr import load_recognizer
     from edge.prosody import ProsodyMeter
 
-    aec = (create_echo_canceller(EchoSettings(kind=s.aec, delay_ms=s.aec_delay_ms))
+    aec = (create_echo_canceller(EchoSettings(kind=s.aec, delay_ms=s.aec_delay_ms,
+                                              max_delay_ms=s.aec_max_delay_ms))
            if echo_cancelling and s.aec != "off" else PassThrough())
     vad = SileroVad(VadConfig(threshold=s.vad_threshold, min_speech_s=s.vad_min_speech_s,
                               min_silence_s=s.vad_min_silence_s, quiet_db=s.vad_quiet_db))

@@ -27,6 +27,8 @@ class EchoSettings:
 
     ``delay_ms``: the speaker -> mic delay if known (device latency); with
     ``estimate_delay`` it is only the starting point and the estimate takes over.
+    ``max_delay_ms``: the longest delay the estimator looks for (USB and HDMI audio are
+    typically 30-200 ms, Bluetooth speakers up to ~400 ms).
     ``tail_ms``: how much of the room response the linear filter models after the direct
     path. ``suppression``: residual echo over-estimation factor (higher removes more echo
     and more of the user's voice during double talk). ``nearend_dominance_db``: when the
@@ -59,7 +61,7 @@ class EchoSettings:
     kind: Kind = "auto"
     delay_ms: float | None = None
     estimate_delay: bool = True
-    max_delay_ms: float = 250.0
+    max_delay_ms: float = 500.0
     tail_ms: float = 220.0
     suppression: float = 2.5
     suppression_floor_db: float = -40.0

@@ -4,8 +4,10 @@ Every ``hop`` samples the last ``window`` mic samples are cross-correlated with 
 over lags ``0..max_delay``. The cross-spectrum is averaged over the updates in which the far
 end was playing, then whitened (PHAT), so the correlation peak is sharp whatever the voice's
 spectrum. A delay is adopted once the same peak (within ``tolerance``) stands out in
-``confirmations`` consecutive updates; a change needs twice as many, so a burst of double
-talk does not move it.
+``confirmations`` consecutive updates; a change needs four times as many (~0.3 s of
+agreeing updates), so a burst of double talk does not move it: searching up to 500 ms, twice
+as many let one of 60 rooms jump to a 370 ms lag and back during double talk (the filter then
+doubts itself and suppresses hard, which cost the user's words).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class DelayEstimator:
     :attr:`delay_samples` (``None`` until a delay has been found).
     """
 
-    def __init__(self, max_delay_ms: float = 250.0, window: int = 2048, hop: int = 640,
+    def __init__(self, max_delay_ms: float = 500.0, window: int = 2048, hop: int = 640,
                  smoothing: float = 0.35, min_peak_ratio: float = 12.0,
                  confirmations: int = 2, tolerance: int = 16,
                  band_hz: tuple[float, float] = (250.0, 6000.0),
@@ -100,7 +102,7 @@ class DelayEstimator:
         current = self.delay_samples
         # Moving an adopted delay needs more evidence than finding the first one: a burst of
         # double talk with a similar voice can briefly correlate at another lag.
-        needed = self._confirmations if current is None else 2 * self._confirmations
+        needed = self._confirmations if current is None else 4 * self._confirmations
         if self._votes < needed:
             return False
         if current is not None and abs(lag - current) <= self._tolerance:

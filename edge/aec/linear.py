@@ -33,7 +33,8 @@ class LinearEchoStage:
         n = FRAME_SAMPLES
         self.settings = settings
         self.partitions = _LEAD_FRAMES + int(np.ceil(settings.tail_ms * PROCESSING_RATE / 1000 / n))
-        max_delay_frames = int(np.ceil(settings.max_delay_ms * PROCESSING_RATE / 1000 / n))
+        longest_ms = max(settings.max_delay_ms, settings.delay_ms or 0.0)  # a hint beyond
+        max_delay_frames = int(np.ceil(longest_ms * PROCESSING_RATE / 1000 / n))
         self._history = FarEndSpectra(n, max_delay_frames + self.partitions + 1)
         self._filter = (ShadowedEchoFilter(n, self.partitions) if settings.shadow_filter
                         else KalmanEchoFilter(n, self.partitions))

@@ -20,7 +20,8 @@ from edge.endpointing.simulate import (
 )
 from edge.endpointing.transcripts import KnownTranscripts
 from edge.prosody import ProsodyFeatures, analyze
-from models.corpus import espeak_utterance
+from models.corpus import Utterance
+from tests.fresh import fresh_call
 
 
 @cache
@@ -30,9 +31,13 @@ def policy() -> EndOfTurnPolicy:
 
 @cache
 def spoken(text: str, voice: str = "en-us") -> ProsodyFeatures:
-    """Prosody of ``text`` as eSpeak says it, followed by the 130 ms the VAD needs."""
-    audio = espeak_utterance(text, voice=voice).audio
-    return analyze(np.concatenate([audio, np.zeros(2080, np.float32)]))
+    """Prosody of ``text`` as eSpeak says it (rendered in a fresh process, see
+    :mod:`tests.fresh`), followed by the 130 ms the VAD needs. A rendering depends on what the
+    process synthesized before: "What time do you close?" in the RP voice ended the turn at
+    once on some renderings and only after 900 ms of pause on others."""
+    utterance = fresh_call("models.corpus:espeak_utterance", text, voice)
+    assert isinstance(utterance, Utterance)
+    return analyze(np.concatenate([utterance.audio, np.zeros(2080, np.float32)]))
 
 
 @pytest.mark.parametrize(("text", "ending", "last", "greeting", "open_list"), [
