@@ -56,7 +56,11 @@ class LivekitEchoCanceller(EchoCanceller):
         # output instead.
         self._split = (self._suppressor is not None and settings.asr_suppression is not None
                        and not settings.webrtc_aec and not settings.noise_suppression)
-        self._apm, self._asr_apm = self._new_apm(), self._new_apm()
+        self._apm, self._asr_apm = self._new_apms()
+
+    def _new_apms(self) -> tuple[rtc.AudioProcessingModule, rtc.AudioProcessingModule | None]:
+        """The APM of the clean output, and the recognizer copy's own one (when split)."""
+        return self._new_apm(), (self._new_apm() if self._split else None)
 
     def _new_apm(self) -> rtc.AudioProcessingModule:
         s = self.settings
@@ -75,7 +79,9 @@ class LivekitEchoCanceller(EchoCanceller):
                 near, for_asr = self._suppressor.process(linear.error, linear.echo,
                                                          self._linear.residual_power)
         clean = self._run_apm(self._apm, near, far)
-        return clean, (self._run_apm(self._asr_apm, for_asr, far) if self._split else clean)
+        if self._asr_apm is None:
+            return clean, clean
+        return clean, self._run_apm(self._asr_apm, for_asr, far)
 
     def _run_apm(self, apm: rtc.AudioProcessingModule, near: np.ndarray,
                  far: np.ndarray) -> np.ndarray:
@@ -101,7 +107,7 @@ class LivekitEchoCanceller(EchoCanceller):
             self._linear.reset()
         if self._suppressor is not None:
             self._suppressor.reset()
-        self._apm, self._asr_apm = self._new_apm(), self._new_apm()
+        self._apm, self._asr_apm = self._new_apms()
 
     def _delay_samples(self) -> int | None:
         if self._estimator is not None:
