@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import soxr
 from scipy import signal
 
 from shared.audio import PROCESSING_RATE, Samples
@@ -30,7 +31,10 @@ class RoomSpec:
     ``delay_ms`` is when the direct path arrives (device buffering plus flight time);
     ``echo_gain_db`` is the energy gain of the whole path (echo level ~ speaker level + gain);
     ``drr_db`` the direct-to-reverberant energy ratio; ``drive`` > 0 adds loudspeaker soft
-    clipping (tanh) of that strength; ``speaker_highpass_hz`` models a small driver.
+    clipping (tanh) of that strength; ``speaker_highpass_hz`` models a small driver;
+    ``drift_ppm`` > 0 makes the speaker's clock run that much faster than the mic's (two
+    devices, e.g. a USB mic and an HDMI speaker), so the delay shrinks as the sound plays
+    (whole signals only: :meth:`EchoPath.apply`).
     """
 
     delay_ms: float = 60.0
@@ -41,6 +45,7 @@ class RoomSpec:
     drive: float = 0.0
     speaker_highpass_hz: float = 120.0
     seed: int = 0
+    drift_ppm: float = 0.0
 
     @property
     def delay_samples(self) -> int:
@@ -112,10 +117,17 @@ class EchoPath:
         x = self.loudspeaker(played)
         echo = signal.fftconvolve(x, self.ir)[: x.size]
         self.reset()
+        if self.spec.drift_ppm:
+            # The mic's sample n hears the room at the speaker's time n * (1 + drift).
+            echo = soxr.resample(echo, PROCESSING_RATE * (1 + self.spec.drift_ppm * 1e-6),
+                                 PROCESSING_RATE, quality="VHQ")
+            echo = np.pad(echo, (0, max(0, x.size - echo.size)))[: x.size]
         return np.asarray(echo, dtype=np.float32)
 
     def push(self, played: Samples) -> Samples:
         """The echo that reaches the mic while ``played`` leaves the speaker (same length)."""
+        if self.spec.drift_ppm:
+            raise ValueError("clock drift is simulated over whole signals only (apply)")
         n = len(played)
         if n == 0:
             return np.zeros(0, dtype=np.float32)

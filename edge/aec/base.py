@@ -29,6 +29,10 @@ class EchoSettings:
     ``estimate_delay`` it is only the starting point and the estimate takes over.
     ``max_delay_ms``: the longest delay the estimator looks for (USB and HDMI audio are
     typically 30-200 ms, Bluetooth speakers up to ~400 ms).
+    ``track_drift``: follow the delay to a fraction of a sample, sliding the linear filter
+    along: clock drift between the speaker and the mic (two devices on their own clocks),
+    and jumps of a few samples (see :mod:`edge.aec.delay`); off, a 100 ppm drift costs
+    ~15 dB of ERLE within seconds.
     ``tail_ms``: how much of the room response the linear filter models after the direct
     path. ``suppression``: residual echo over-estimation factor (higher removes more echo
     and more of the user's voice during double talk). ``nearend_dominance_db``: when the
@@ -62,6 +66,7 @@ class EchoSettings:
     delay_ms: float | None = None
     estimate_delay: bool = True
     max_delay_ms: float = 500.0
+    track_drift: bool = True
     tail_ms: float = 220.0
     suppression: float = 2.5
     suppression_floor_db: float = -40.0

@@ -65,6 +65,8 @@ def aec(
     only: Annotated[str, typer.Option(help="Comma-separated implementations (default all).")] = "",
     far_voice: Annotated[str, typer.Option(
         help="Far-end voice: espeak, piper, or mixed (odd seeds piper).")] = "mixed",
+    drift_ppm: Annotated[float, typer.Option(
+        help="Speaker clock this much faster than the mic's in every room (two devices).")] = 0.0,
     vad: Annotated[bool, typer.Option(help="Count VAD onsets on the cancelled echo.")] = True,
     asr: Annotated[bool, typer.Option(help="Word error rates (needs whisper built).")] = True,
 ) -> None:
@@ -72,21 +74,23 @@ def aec(
     impls = implementations()
     names = [n.strip() for n in only.split(",") if n.strip()] or list(impls)
     unknown = [n for n in names if n not in impls]
-    if unknown or seeds < 1 or first_seed < 0 or far_voice not in {"espeak", "piper", "mixed"}:
+    if (unknown or seeds < 1 or first_seed < 0 or far_voice not in {"espeak", "piper", "mixed"}
+            or not abs(drift_ppm) <= 1000):
         raise ConfigError(f"bad arguments: implementations {unknown} (known {list(impls)}), "
-                          f"seeds {seeds} from {first_seed}, far voice {far_voice!r}")
+                          f"seeds {seeds} from {first_seed}, far voice {far_voice!r}, "
+                          f"drift {drift_ppm} ppm (at most 1000)")
     count_speech = _vad_counter() if vad else None
     transcribe = _remembering(_transcriber()) if asr else None
     rooms = range(first_seed, first_seed + seeds)
     voices = {s: _far_voice(far_voice, s) for s in rooms}
-    scenes = [seed_scenes(s, voices[s]) for s in rooms]
+    scenes = [seed_scenes(s, voices[s], drift_ppm) for s in rooms]
     results: dict[str, list[SceneResult]] = {}
     for name in names:
         make, settings = impls[name]
         results[name] = [evaluate_seed(make, settings, sc, count_speech, transcribe)
                          for sc in scenes]
     summaries = [summarize(n, rs) for n, rs in results.items()]
-    report = _report(summaries, results, voices, transcribe is not None)
+    report = _report(summaries, results, voices, transcribe is not None) | {"drift_ppm": drift_ppm}
     typer.echo(json.dumps(report, indent=1) if as_json else _table(summaries))
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from edge.aec.base import Cancelled, EchoCanceller, EchoSettings, cancel_recording
 from edge.aec.erle import ErleReport, NearEndLoss, erle_report, near_end_loss
-from edge.room import Scene, build_scene
+from edge.room import Scene, build_scene, random_room
 from shared.audio import PROCESSING_RATE, Samples
 
 Transcribe = Callable[[Samples], str]
@@ -73,8 +73,12 @@ class SeedScenes:
     near: Scene
 
 
-def seed_scenes(seed: int, far_voice: Samples | None = None) -> SeedScenes:
-    far, talk, near = (build_scene(k, seed, far_voice=far_voice)
+def seed_scenes(seed: int, far_voice: Samples | None = None,
+                drift_ppm: float = 0.0) -> SeedScenes:
+    """The seed's room (:func:`~edge.room.random_room`), its speaker clock ``drift_ppm``
+    faster than the mic's."""
+    room = replace(random_room(seed), drift_ppm=drift_ppm)
+    far, talk, near = (build_scene(k, seed, room=room, far_voice=far_voice)
                        for k in ("far_only", "double_talk", "near_only"))
     return SeedScenes(seed, far, talk, near)
 

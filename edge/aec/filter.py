@@ -106,6 +106,26 @@ class KalmanEchoFilter:
         w[inside], p[inside] = self._w[keep[inside]], self._p[keep[inside]]
         self._w, self._p = w, p
 
+    @property
+    def response(self) -> np.ndarray:
+        """The learned echo path as one impulse response (``P * N`` taps from the read point)."""
+        return np.fft.irfft(self._w, axis=1)[:, : self.frame].reshape(-1)
+
+    def slide(self, samples: float) -> None:
+        """Move the learned echo path ``samples`` later (a fraction of a sample; earlier if
+        negative), as clock drift moves the real one.
+
+        Exact for band-limited responses: the partitions are joined into one impulse
+        response, delayed by a phase ramp, and cut into partitions again (what slides past
+        the last partition is dropped). How sure the filter is does not change.
+        """
+        n = self.frame
+        taps = self.response
+        size = 1 << int(np.ceil(np.log2(taps.size + 2 * n)))  # room to slide both ways
+        ramp = np.exp(-2j * np.pi * np.fft.rfftfreq(size) * samples)
+        moved = np.fft.irfft(np.fft.rfft(taps, size) * ramp, size)[: taps.size]
+        self._w = np.fft.rfft(moved.reshape(self.partitions, n), 2 * n, axis=1)
+
     def doubt(self) -> None:
         """Forget how sure the filter is (not what it learned): after the echo path moved."""
         self._p = np.maximum(self._p, self._prior[:, None])

@@ -59,6 +59,10 @@ class ShadowedEchoFilter:
         self.main.shift(frames)
         self.shadow.shift(frames)
 
+    def slide(self, samples: float) -> None:
+        self.main.slide(samples)
+        self.shadow.slide(samples)
+
     def doubt(self) -> None:
         self.main.doubt()
         self.shadow.doubt()

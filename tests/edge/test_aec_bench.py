@@ -81,6 +81,18 @@ def test_bench_refuses_unknown_implementations() -> None:
     assert result.exit_code != 0
 
 
+def test_bench_runs_rooms_with_clock_drift_and_refuses_absurd_drift() -> None:
+    result = CliRunner().invoke(bench_app, ["--json", "--seeds", "1", "--only", "numpy",
+                                            "--far-voice", "espeak", "--no-vad", "--no-asr",
+                                            "--drift-ppm", "100"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["drift_ppm"] == 100.0
+    assert report["implementations"]["numpy"]["erle_whole_db"]["median"] >= 25.0
+    refused = CliRunner().invoke(bench_app, ["--drift-ppm", "5000", "--no-vad", "--no-asr"])
+    assert refused.exit_code != 0 and "drift" in str(refused.exception or refused.output)
+
+
 def test_whisper_annotations_are_not_words() -> None:
     assert spoken("[ Inaudible ]") == ""
     assert spoken("Turn it (music) down.") == "Turn it down."

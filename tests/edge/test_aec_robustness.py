@@ -7,10 +7,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from scipy import signal
 
 from edge.aec import FRAME_SAMPLES, EchoCanceller, EchoSettings, cancel_recording, cancel_signal
-from edge.aec.delay import DelayEstimator
+from edge.aec.delay import DelayEstimator, DelayTrack
 from edge.aec.erle import ErleMeter, erle_db
+from edge.aec.filter import FarEndSpectra, KalmanEchoFilter
 from edge.aec.linear import NumpyEchoCanceller
 from edge.aec.livekit_apm import LivekitEchoCanceller
 from edge.room import EchoPath, RoomSpec, build_scene
@@ -118,6 +120,69 @@ def test_delay_estimator_ignores_a_silent_far_end_and_uncorrelated_sound() -> No
     for i in range(0, mic.size, 160):
         est.push(far[i: i + 160], mic[i: i + 160])
     assert est.delay_samples is None
+
+
+def _tracked(lags: np.ndarray, every: int = 640) -> tuple[DelayTrack, list[float]]:
+    """A track fed one delay measurement every 40 ms; the jumps it reported."""
+    track, jumps = DelayTrack(), []
+    for i, lag in enumerate(lags):
+        jump = track.add(float(i * every), float(lag))
+        jumps += [jump] if jump else []
+    return track, jumps
+
+
+def test_clock_drift_is_read_from_a_sliding_delay_despite_stray_peaks() -> None:
+    # A delay measured every 40 ms for 6 s, to ~0.15 samples, one reading in ten a stray
+    # peak (a reflection, the user's voice): a 100 ppm drift reads 100 ppm, a steady clock 0.
+    rng = np.random.default_rng(3)
+    t = np.arange(150) * 640.0
+    stray = rng.random(t.size) < 0.1
+    noise = rng.normal(0.0, 0.15, t.size) + np.where(stray, rng.uniform(-300, 300, t.size), 0)
+    for ppm in (-100.0, 30.0):
+        track, jumps = _tracked(1500.0 + ppm * 1e-6 * t + noise)
+        assert track.rate == pytest.approx(ppm * 1e-6, abs=2e-6) and not jumps
+        later = t[-1] + 16000
+        assert track.predict(later) == pytest.approx(1500.0 + ppm * 1e-6 * later, abs=0.3)
+    steady, jumps = _tracked(1500.0 + noise)
+    assert steady.rate == 0.0 and not jumps
+    assert _tracked(1500.0 - 100e-6 * t[:12] + noise[:12])[0].rate == 0.0  # 0.44 s: too soon
+    steady.reset()
+    assert steady.rate == 0.0 and steady.predict(t[-1]) is None
+
+
+def test_a_jump_of_a_few_samples_is_reported_once_and_drift_goes_on() -> None:
+    # The device's buffering moves the delay 7 samples later at 3 s (an underrun): reported
+    # once, 6 readings (~0.25 s) later; a drift measured before it is kept.
+    rng = np.random.default_rng(4)
+    t = np.arange(150) * 640.0
+    step = np.where(t >= 3 * 16000, 7.0, 0.0)
+    for ppm in (0.0, -100.0):
+        track, jumps = _tracked(1500.0 + ppm * 1e-6 * t + step + rng.normal(0, 0.15, t.size))
+        assert jumps == [pytest.approx(7.0, abs=0.3)]
+        assert track.rate == pytest.approx(ppm * 1e-6, abs=2e-6)
+    stray = np.where(rng.random(t.size) < 0.3, rng.uniform(3, 40, t.size), 0.0)
+    assert not _tracked(1500.0 + stray)[1]  # off the line, but not together: no jump
+
+
+def test_sliding_the_filter_moves_the_learned_echo_path() -> None:
+    # The filter learns a room from noise (band-limited to 7 kHz, as anything resampled to
+    # 16 kHz is), then its path moves 3 samples later, and 0.4 + 2.6 back.
+    n = FRAME_SAMPLES
+    room = EchoPath(RoomSpec(delay_ms=25.0, rt60_s=0.2, echo_gain_db=-6.0, seed=2))
+    band = signal.butter(8, 7000, fs=16000, output="sos")
+    far = signal.sosfilt(band, np.random.default_rng(5).standard_normal(n * 600) * 0.1)
+    mic = room.apply(far.astype(np.float32)).astype(np.float64)
+    kalman, history = KalmanEchoFilter(n, 24), FarEndSpectra(n, 25)
+    for i in range(0, far.size, n):
+        history.push(far[i: i + n])
+        kalman.process(mic[i: i + n], *history.window(0, 24))
+    learned = kalman.response
+    kalman.slide(3.0)
+    np.testing.assert_allclose(kalman.response[3:], learned[:-3], atol=1e-9)
+    kalman.slide(-0.4)
+    kalman.slide(-2.6)
+    misfit = np.sum((kalman.response - learned) ** 2) / np.sum(learned**2)
+    assert 10 * np.log10(misfit) < -40.0
 
 
 def test_erle_meter_reads_the_level_drop_while_the_far_end_plays() -> None:

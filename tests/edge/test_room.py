@@ -3,6 +3,7 @@ streaming form hears exactly what the whole-signal form hears, and scenes are re
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -55,6 +56,26 @@ def test_streaming_echo_equals_whole_signal_echo() -> None:
     streamed = np.concatenate([path.push(played[i: i + 160]) for i in range(0, 8000, 160)])
     np.testing.assert_allclose(streamed, whole, atol=1e-6)
     assert np.all(streamed[: spec.delay_samples - 10] == pytest.approx(0.0, abs=1e-6))
+
+
+def _lag(far: np.ndarray, echo: np.ndarray) -> int:
+    """Where ``echo`` correlates best with ``far`` (samples, 0-400)."""
+    corr = [float(np.dot(far[: far.size - k], echo[k:])) for k in range(400)]
+    return int(np.argmax(corr))
+
+
+def test_clock_drift_shortens_the_delay_as_the_sound_plays() -> None:
+    # The speaker's clock 200 ppm fast: ~10 s later the echo arrives 31 samples sooner.
+    spec = RoomSpec(delay_ms=15.0, rt60_s=0.2, echo_gain_db=0.0, drr_db=20.0, seed=4)
+    played = np.random.default_rng(2).standard_normal(16000 * 10).astype(np.float32) * 0.1
+    steady = EchoPath(spec).apply(played)
+    drifting = EchoPath(replace(spec, drift_ppm=200.0)).apply(played)
+    first, last = slice(0, 4000), slice(16000 * 10 - 4000, 16000 * 10)  # quarter seconds
+    assert _lag(played[first], drifting[first]) == _lag(played[first], steady[first]) == 240
+    assert _lag(played[last], drifting[last]) == pytest.approx(240 - 31, abs=1)  # at 9.9 s
+    assert drifting.size == played.size
+    with pytest.raises(ValueError, match="whole signals"):
+        EchoPath(replace(spec, drift_ppm=200.0)).push(played[:160])
 
 
 def test_loudspeaker_clipping_compresses_loud_sound() -> None:
