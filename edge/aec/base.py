@@ -51,6 +51,9 @@ class EchoSettings:
     ``suppression`` / ``suppression_floor_db`` so the user's words over the agent's voice
     keep their shape; None gives the recognizer the clean output (see
     :mod:`edge.aec.suppressor`).
+    ``late_reverb``: the clean output also suppresses the echo a long room keeps ringing
+    after the linear filter's window, continuing the decay the filter has learned (see
+    :mod:`edge.aec.reverb`; the recognizer's copy does not).
     ``shadow_filter`` (numpy implementation): run a fast shadow beside the linear Kalman
     filter and take the echo estimate per frequency bin from whichever has left less error
     lately (it catches up when the main filter is stuck on a misfit; see
@@ -75,6 +78,7 @@ class EchoSettings:
     echo_coherence_threshold: float | None = 0.35
     asr_suppression: float | None = 0.5
     asr_floor_db: float = -20.0
+    late_reverb: bool = True
     shadow_filter: bool = True
     comfort_noise: bool = True
     noise_suppression: bool = False

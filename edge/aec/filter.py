@@ -107,6 +107,11 @@ class KalmanEchoFilter:
         self._w, self._p = w, p
 
     @property
+    def coefficient_power(self) -> np.ndarray:
+        """``|W|^2`` per partition and bin: how much of the echo each partition carries."""
+        return np.asarray(self._w.real**2 + self._w.imag**2)
+
+    @property
     def response(self) -> np.ndarray:
         """The learned echo path as one impulse response (``P * N`` taps from the read point)."""
         return np.fft.irfft(self._w, axis=1)[:, : self.frame].reshape(-1)

@@ -11,6 +11,7 @@ import numpy as np
 from edge.aec.base import FRAME_SAMPLES, EchoCanceller, EchoSettings
 from edge.aec.delay import DelayEstimator
 from edge.aec.filter import FarEndSpectra, FilterOutput, KalmanEchoFilter
+from edge.aec.reverb import LateReverb
 from edge.aec.shadow import ShadowedEchoFilter
 from edge.aec.suppressor import ResidualEchoSuppressor
 from shared.audio import PROCESSING_RATE
@@ -47,11 +48,14 @@ class LinearEchoStage:
         # Reverberation spreads the echo of a frame over the next ones (~RT60 0.6 s at most).
         self._low_weights = 0.9 ** np.arange(self.partitions)
         self._low_band_echo = np.zeros(self._low_bins)
+        self._late = LateReverb(n + 1) if settings.late_reverb else None
         self.reset()
 
     def reset(self) -> None:
         self._history.reset()
         self._filter.reset()
+        if self._late is not None:
+            self._late.reset()
         if self._estimator is not None:
             self._estimator.reset()
         hint = self.settings.delay_ms
@@ -82,6 +86,8 @@ class LinearEchoStage:
         spectra, power = self._history.window(self.delay_frames, self.partitions)
         out = self._filter.process(mic, spectra, power)
         self._low_band_echo = 0.5 * (self._low_weights @ power[:, : self._low_bins])
+        if self._late is not None:
+            self._late.update(self._filter.coefficient_power, power[-1])
         return self._guard(mic, out)
 
     def _guard(self, mic: np.ndarray, out: FilterOutput) -> FilterOutput:
@@ -130,6 +136,12 @@ class LinearEchoStage:
         return predicted
 
 
+    @property
+    def late_power(self) -> np.ndarray | None:
+        """Predicted echo beyond the filter's window, per bin (see :mod:`edge.aec.reverb`)."""
+        return None if self._late is None else self._late.power
+
+
 def residual_suppressor(settings: EchoSettings) -> ResidualEchoSuppressor:
     """The residual echo suppressor configured by ``settings`` (both implementations)."""
     return ResidualEchoSuppressor(
@@ -155,7 +167,8 @@ class NumpyEchoCanceller(EchoCanceller):
 
     def _process(self, mic: np.ndarray, far: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         linear = self._linear.process(mic, far)
-        return self._suppressor.process(linear.error, linear.echo, self._linear.residual_power)
+        return self._suppressor.process(linear.error, linear.echo, self._linear.residual_power,
+                                        self._linear.late_power)
 
     def _reset(self) -> None:
         self._linear.reset()

@@ -77,7 +77,8 @@ class LivekitEchoCanceller(EchoCanceller):
             near = for_asr = linear.error
             if self._suppressor is not None:
                 near, for_asr = self._suppressor.process(linear.error, linear.echo,
-                                                         self._linear.residual_power)
+                                                         self._linear.residual_power,
+                                                         self._linear.late_power)
         clean = self._run_apm(self._apm, near, far)
         if self._asr_apm is None:
             return clean, clean

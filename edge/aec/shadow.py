@@ -68,6 +68,11 @@ class ShadowedEchoFilter:
         self.shadow.doubt()
 
     @property
+    def coefficient_power(self) -> np.ndarray:
+        """The main filter's (see :class:`KalmanEchoFilter`)."""
+        return self.main.coefficient_power
+
+    @property
     def residual_power(self) -> np.ndarray:
         """The main filter's predicted residual echo power (see :class:`KalmanEchoFilter`)."""
         return self.main.residual_power

@@ -141,13 +141,16 @@ class ResidualEchoSuppressor:
         self._rng = np.random.default_rng(0)
         self._noise.reset()
 
-    def process(self, error: np.ndarray, echo: np.ndarray,
-                residual_power: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def process(self, error: np.ndarray, echo: np.ndarray, residual_power: np.ndarray,
+                late_power: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Suppress one frame of the linear stage's ``error``; returns the frame before it,
         twice: suppressed as set (``clean``), and for the recognizer (see the module doc).
 
         ``residual_power`` is the predicted residual echo power of this frame (in the scale of
-        the linear stage's error spectrum, which matches this stage's windowed spectrum).
+        the linear stage's error spectrum, which matches this stage's windowed spectrum);
+        ``late_power`` the echo predicted beyond the linear filter's window (late
+        reverberation, :mod:`edge.aec.reverb`): the near-end test counts it as echo, and the
+        clean output (not the recognizer's copy) suppresses it outside the near-end mode.
         """
         w = self._window
         spectrum = np.fft.rfft(np.concatenate([self._last_in, error]) * w)
@@ -158,13 +161,15 @@ class ResidualEchoSuppressor:
                               self._coherent_share(spectrum, power, echo_spec, echo_power))
         predicted = residual + self._leak * echo_power
         noise = self._noise.update(power)
-        self.nearend_dominant = self._dominant(power, predicted + noise)
+        late = np.zeros_like(power) if late_power is None else late_power
+        self.nearend_dominant = self._dominant(power, predicted + noise + late)
         overestimate = self._overestimate
         if self.nearend_dominant:
             overestimate = self._nearend_overestimate
             predicted = residual + self._nearend_leak * echo_power
         share = predicted / (power + 1e-12)
-        self.gain = np.maximum(self._floor, 1.0 - overestimate * share)
+        clean_share = share if self.nearend_dominant else share + late / (power + 1e-12)
+        self.gain = np.maximum(self._floor, 1.0 - overestimate * clean_share)
         phase = np.exp(2j * np.pi * self._rng.random(power.size))
         clean, self._overlap = self._synthesize(spectrum, self.gain, noise, phase, self._overlap)
         recognizer = clean
