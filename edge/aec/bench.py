@@ -67,6 +67,8 @@ def aec(
         help="Far-end voice: espeak, piper, or mixed (odd seeds piper).")] = "mixed",
     drift_ppm: Annotated[float, typer.Option(
         help="Speaker clock this much faster than the mic's in every room (two devices).")] = 0.0,
+    rt60_s: Annotated[float | None, typer.Option(
+        help="Every room's reverberation time (s) instead of the drawn 0.2-0.6 s.")] = None,
     vad: Annotated[bool, typer.Option(help="Count VAD onsets on the cancelled echo.")] = True,
     asr: Annotated[bool, typer.Option(help="Word error rates (needs whisper built).")] = True,
 ) -> None:
@@ -75,22 +77,23 @@ def aec(
     names = [n.strip() for n in only.split(",") if n.strip()] or list(impls)
     unknown = [n for n in names if n not in impls]
     if (unknown or seeds < 1 or first_seed < 0 or far_voice not in {"espeak", "piper", "mixed"}
-            or not abs(drift_ppm) <= 1000):
+            or not abs(drift_ppm) <= 1000 or (rt60_s is not None and not 0.05 <= rt60_s <= 3)):
         raise ConfigError(f"bad arguments: implementations {unknown} (known {list(impls)}), "
                           f"seeds {seeds} from {first_seed}, far voice {far_voice!r}, "
-                          f"drift {drift_ppm} ppm (at most 1000)")
+                          f"drift {drift_ppm} ppm (at most 1000), RT60 {rt60_s} s (0.05-3)")
     count_speech = _vad_counter() if vad else None
     transcribe = _remembering(_transcriber()) if asr else None
     rooms = range(first_seed, first_seed + seeds)
     voices = {s: _far_voice(far_voice, s) for s in rooms}
-    scenes = [seed_scenes(s, voices[s], drift_ppm) for s in rooms]
+    scenes = [seed_scenes(s, voices[s], drift_ppm, rt60_s) for s in rooms]
     results: dict[str, list[SceneResult]] = {}
     for name in names:
         make, settings = impls[name]
         results[name] = [evaluate_seed(make, settings, sc, count_speech, transcribe)
                          for sc in scenes]
     summaries = [summarize(n, rs) for n, rs in results.items()]
-    report = _report(summaries, results, voices, transcribe is not None) | {"drift_ppm": drift_ppm}
+    report = _report(summaries, results, voices, transcribe is not None) | {
+        "drift_ppm": drift_ppm, "rt60_s": rt60_s}
     typer.echo(json.dumps(report, indent=1) if as_json else _table(summaries))
 
 

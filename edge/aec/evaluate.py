@@ -73,11 +73,12 @@ class SeedScenes:
     near: Scene
 
 
-def seed_scenes(seed: int, far_voice: Samples | None = None,
-                drift_ppm: float = 0.0) -> SeedScenes:
+def seed_scenes(seed: int, far_voice: Samples | None = None, drift_ppm: float = 0.0,
+                rt60_s: float | None = None) -> SeedScenes:
     """The seed's room (:func:`~edge.room.random_room`), its speaker clock ``drift_ppm``
-    faster than the mic's."""
-    room = replace(random_room(seed), drift_ppm=drift_ppm)
+    faster than the mic's, its reverberation time ``rt60_s`` if given."""
+    drawn = random_room(seed)
+    room = replace(drawn, drift_ppm=drift_ppm, rt60_s=drawn.rt60_s if rt60_s is None else rt60_s)
     far, talk, near = (build_scene(k, seed, room=room, far_voice=far_voice)
                        for k in ("far_only", "double_talk", "near_only"))
     return SeedScenes(seed, far, talk, near)

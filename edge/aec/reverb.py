@@ -11,13 +11,14 @@ predicted while the filter's tail does not decay (it has not learned the room ye
 
 The clean output (VAD, barge-in, ``--clean-out``) suppresses it outside the near-end mode;
 the near-end test, which both outputs follow, counts it as echo (else a long room's ringing
-passes for the user); the recognizer's copy does not suppress it. Rooms 0-9 re-rendered with RT60 0.9 s (far end
-only, whole ERLE, median / worst): 25.6 / 21.0 dB -> 32.1 / 24.4 (livekit chain 25.8 / 21.3
--> 32.4 / 24.6); 1.2 s: 21.0 / 17.1 -> 25.3 / 19.8, and Whisper's words in the cancelled
-echo 13 -> 0. On the bench's rooms (RT60 0.2-0.6 s), same audio: ERLE median 37.7 -> 39.9 dB
-(rooms 0-29) and 37.8 -> 38.4 (60-89), worst unchanged; the user's words over the agent
-(recognizer's copy) +0.002 and +0.004 pooled WER from a cold start, -0.002 converged (noise).
-Counted in the recognizer's copy as well, it cost +0.017 [0.000, 0.039] on rooms 0-29.
+passes for the user); the recognizer's copy does not suppress it. Rooms 0-9 re-rendered with
+RT60 0.9 s (far end only, whole ERLE, median / worst): 25.6 / 21.0 dB -> 32.1 / 24.4 (livekit
+chain 25.8 / 21.3 -> 32.4 / 24.6); 1.2 s: 21.0 / 17.1 -> 25.3 / 19.8, and Whisper's words in
+the cancelled echo 13 -> 0. On the bench's rooms (RT60 0.2-0.6 s), same audio: ERLE median
+37.7 -> 39.9 dB (rooms 0-29) and 37.8 -> 38.4 (60-89), worst unchanged; the user's words
+over the agent (recognizer's copy) +0.002 and +0.004 pooled WER from a cold start, -0.002
+converged (noise). Counted in the recognizer's copy as well, it cost +0.017 [0.000, 0.039]
+on rooms 0-29.
 """
 
 from __future__ import annotations

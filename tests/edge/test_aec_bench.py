@@ -81,16 +81,19 @@ def test_bench_refuses_unknown_implementations() -> None:
     assert result.exit_code != 0
 
 
-def test_bench_runs_rooms_with_clock_drift_and_refuses_absurd_drift() -> None:
+def test_bench_runs_long_rooms_with_clock_drift_and_refuses_absurd_ones() -> None:
     result = CliRunner().invoke(bench_app, ["--json", "--seeds", "1", "--only", "numpy",
                                             "--far-voice", "espeak", "--no-vad", "--no-asr",
-                                            "--drift-ppm", "100"])
+                                            "--drift-ppm", "100", "--rt60-s", "0.9"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["drift_ppm"] == 100.0
+    assert report["drift_ppm"] == 100.0 and report["rt60_s"] == 0.9
+    assert report["scenes"]["numpy"][0]["rt60_s"] == 0.9
     assert report["implementations"]["numpy"]["erle_whole_db"]["median"] >= 25.0
     refused = CliRunner().invoke(bench_app, ["--drift-ppm", "5000", "--no-vad", "--no-asr"])
     assert refused.exit_code != 0 and "drift" in str(refused.exception or refused.output)
+    refused = CliRunner().invoke(bench_app, ["--rt60-s", "30", "--no-vad", "--no-asr"])
+    assert refused.exit_code != 0
 
 
 def test_whisper_annotations_are_not_words() -> None:
