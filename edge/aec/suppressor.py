@@ -48,6 +48,10 @@ audio (numpy chain, 90 % bootstrap of the change in pooled WER): rooms 0-29, col
 0.23 / 0.20). On the far end alone that copy still holds words whisper finds (~4 per
 room): it must never be decoded without the VAD on ``clean``.
 
+The linear stage also predicts the echo a long room keeps ringing after its window (late
+reverberation, :mod:`edge.aec.reverb`): the near-end test counts it as echo, and the clean
+output suppresses it outside the near-end mode; the recognizer's copy does not.
+
 Suppressed bins are refilled with comfort noise at the tracked background level: without
 it the background noise would pump with the echo's spectro-temporal envelope, which is a
 noise-vocoded copy of the agent's words that whisper happily transcribes.
