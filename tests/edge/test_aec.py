@@ -224,17 +224,20 @@ def test_the_recognizers_copy_still_removes_most_of_the_echo(impl: str) -> None:
 HARD_ROOMS = (18, 30, 44)  # the worst of 60 rooms before the coherence term
 
 
+def _erle_off_on(impl: str, mic: np.ndarray, far: np.ndarray, mask: np.ndarray,
+                 off: EchoSettings, on: EchoSettings = MEASURE) -> tuple[float, float]:
+    """ERLE over ``mask`` with ``off``, and with ``on``."""
+    def erle(settings: EchoSettings) -> float:
+        return erle_db(mic, cancel_signal(IMPLEMENTATIONS[impl](settings), mic, far), mask)
+
+    return erle(off), erle(on)
+
+
 def _erle_without_and_with(impl: str, seeds: tuple[int, ...], on: EchoSettings,
                            off: EchoSettings) -> list[tuple[float, float]]:
     """Whole-part ERLE of each seed's far-end-only scene, (with ``off``, with ``on``)."""
-    pairs = []
-    for seed in seeds:
-        s = scene("far_only", seed)
-        off_db, on_db = (erle_report(s.mic, cancel_signal(IMPLEMENTATIONS[impl](settings),
-                                                          s.mic, s.far), s.far_only).whole_db
-                         for settings in (off, on))
-        pairs.append((off_db, on_db))
-    return pairs
+    scenes = [scene("far_only", seed) for seed in seeds]
+    return [_erle_off_on(impl, s.mic, s.far, s.far_only, off, on) for s in scenes]
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
@@ -276,13 +279,7 @@ def test_a_shadow_filter_catches_up_where_the_kalman_filter_is_stuck(impl: str) 
     assert with_shadow <= without + 0.01, (with_shadow, without)
 
 
-def _erle_not_following_and_following(impl: str, mic: np.ndarray, far: np.ndarray,
-                                      mask: np.ndarray) -> tuple[float, float]:
-    """ERLE over ``mask`` with the delay's fractional slides not followed, and followed."""
-    def erle(settings: EchoSettings) -> float:
-        return erle_db(mic, cancel_signal(IMPLEMENTATIONS[impl](settings), mic, far), mask)
-
-    return erle(replace(MEASURE, track_drift=False)), erle(MEASURE)
+NOT_FOLLOWING = replace(MEASURE, track_drift=False)
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
@@ -295,8 +292,7 @@ def test_clock_drift_between_speaker_and_mic_is_followed(impl: str) -> None:
     for seed in (0, 4):
         s = scene("far_only", seed)
         mic = EchoPath(replace(s.room, drift_ppm=100.0)).apply(s.far) + s.noise
-        off, on = _erle_not_following_and_following(impl, mic, s.far,
-                                                    split_mask(s.far_only, 4.0))
+        off, on = _erle_off_on(impl, mic, s.far, split_mask(s.far_only, 4.0), NOT_FOLLOWING)
         assert on >= 30.0 and on >= off + 8.0, (seed, off, on)
 
 
@@ -312,7 +308,7 @@ def test_a_jump_of_a_few_samples_is_followed(impl: str) -> None:
         echo = EchoPath(s.room).apply(s.far)
         mic = np.concatenate([echo[:at], echo[at - jump: -jump]]) + s.noise
         after = s.far_only & (np.arange(s.mic.size) >= at + PROCESSING_RATE // 2)
-        off, on = _erle_not_following_and_following(impl, mic, s.far, after)
+        off, on = _erle_off_on(impl, mic, s.far, after, NOT_FOLLOWING)
         assert on >= 30.0 and on >= off + 8.0, (seed, off, on)
 
 
@@ -325,7 +321,5 @@ def test_a_long_rooms_late_echo_is_suppressed(impl: str) -> None:
     for seed in (0, 4):
         s = scene("far_only", seed)
         mic = EchoPath(replace(s.room, rt60_s=0.9)).apply(s.far) + s.noise
-        off, on = (erle_db(mic, cancel_signal(IMPLEMENTATIONS[impl](settings), mic, s.far),
-                           s.far_only)
-                   for settings in (replace(MEASURE, late_reverb=False), MEASURE))
+        off, on = _erle_off_on(impl, mic, s.far, s.far_only, replace(MEASURE, late_reverb=False))
         assert on >= 27.0 and on >= off + 3.0, (seed, off, on)
