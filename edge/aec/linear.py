@@ -135,7 +135,6 @@ class LinearEchoStage:
         np.maximum(low, self._low_band_echo, out=low)
         return predicted
 
-
     @property
     def late_power(self) -> np.ndarray | None:
         """Predicted echo beyond the filter's window, per bin (see :mod:`edge.aec.reverb`)."""

@@ -5,8 +5,9 @@ The filter models 220 ms of the room after the direct path; in a room with a lon
 much, and its own uncertainty does not predict it. A room's tail decays exponentially, so the
 learned partitions' energy falls by a steady number of dB per partition: continuing that
 decay past the last partition gives, per bin, the echo of the far end that has already left
-the filter's window: ``late(k) = b * late(k-1) + b * |W_last|^2 * |X_last(k)|^2``, with
-``b`` the decay per partition measured over the last ``fit_partitions``. Nothing is
+the filter's window: ``late(k) = b * (late(k-1) + |W_last|^2 * |X_last(k)|^2 / 2)`` (the
+half is the filter's block scale), with ``b`` the decay per partition measured over the last
+``fit_partitions``. Nothing is
 predicted while the filter's tail does not decay (it has not learned the room yet).
 
 The clean output (VAD, barge-in, ``--clean-out``) suppresses it outside the near-end mode;
