@@ -26,6 +26,8 @@ import numpy as np
 
 from shared.audio import PROCESSING_RATE, Samples
 
+_MIN_POINTS = 8  # measurements before the track fits a line
+
 
 class DelayTrack:
     """The delay to a fraction of a sample over time: how fast it slides, and when it jumps.
@@ -38,11 +40,13 @@ class DelayTrack:
     speech, a 100 ppm drift within 0.5 ppm.
 
     A jump (the device's buffering changed: an underrun, a resync) shows as ``jump_points``
-    measurements in a row that agree with each other to a sample but lie ``min_jump`` to
-    ``max_jump`` samples off the line; :meth:`add` returns its size, and the line moves with
-    it (the clocks did not change, so neither does ``rate``). Readings further off are stray
-    peaks here (in one room a run of them stood 300 ms off during double talk); a real
-    change that large is the whole-sample estimate's to confirm.
+    measurements in a row (readings further off than ``max_jump`` skipped) that agree with
+    each other to a sample but lie ``min_jump`` to ``max_jump`` samples off the line;
+    :meth:`add` returns its size, and the line moves with it (the clocks did not change, so
+    neither does ``rate``). Readings further off are stray peaks here (in one room a run of
+    them stood 300 ms off during double talk); a real change that large is the whole-sample
+    estimate's to confirm. Measurements older than ``span_s`` are forgotten even while every
+    new one is skipped, so a line that no longer fits is gone after ``span_s``.
     """
 
     def __init__(self, span_s: float = 8.0, min_span_s: float = 0.6, min_ppm: float = 10.0,
@@ -65,6 +69,8 @@ class DelayTrack:
         """One delay measurement ``lag`` (samples) at time ``at`` (samples); returns the size
         of a jump this measurement confirmed (0.0 if none)."""
         jump = 0.0
+        while self._points and self._points[0][0] < at - self._span:
+            self._points.popleft()
         start = self._intercept()
         off = 0.0 if start is None else lag - (start + self.rate * at)
         if abs(off) > self._max_jump:
@@ -84,8 +90,6 @@ class DelayTrack:
                 self._points = deque((t, x + jump) for t, x in self._points)
                 self._points.extend(run)
         self._off_line.clear()
-        while self._points and self._points[0][0] < at - self._span:
-            self._points.popleft()
         self.rate = self._fit()
         return jump
 
@@ -95,7 +99,7 @@ class DelayTrack:
         return None if start is None else start + self.rate * at
 
     def _intercept(self) -> float | None:
-        if len(self._points) < 8:
+        if len(self._points) < _MIN_POINTS:
             return None
         t, lag = np.array(self._points).T
         return float(np.median(lag - self.rate * t))
@@ -110,7 +114,7 @@ class DelayTrack:
         return float(np.mean(np.abs(new_lag - (slope * new_t + intercept)))) < self._min_jump / 2
 
     def _fit(self) -> float:
-        if len(self._points) < 8:
+        if len(self._points) < _MIN_POINTS:
             return 0.0
         t, lag = np.array(self._points).T
         if np.ptp(t) < self._min_span:
@@ -118,7 +122,7 @@ class DelayTrack:
         slope, intercept, keep = _robust_line(t, lag)
         tk, rk = t[keep], lag[keep] - (slope * t[keep] + intercept)
         spread = float(np.sum((tk - tk.mean()) ** 2))
-        if keep.sum() < 8 or np.ptp(tk) < self._min_span or spread <= 0.0:
+        if keep.sum() < _MIN_POINTS or np.ptp(tk) < self._min_span or spread <= 0.0:
             return 0.0
         error = float(np.sqrt(np.sum(rk**2) / (tk.size - 2) / spread))
         if abs(slope) < max(self._min_slope, self._significance * error):
@@ -161,7 +165,8 @@ class DelayEstimator:
         self._tolerance = tolerance
         freqs = np.fft.rfftfreq(self._fft, 1 / rate)
         self._band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
-        self._track = DelayTrack(rate=rate)
+        # A jump up to just past the whole-sample tolerance is the track's (no gap between).
+        self._track = DelayTrack(max_jump=tolerance + 1.0, rate=rate)
         self.reset()
 
     def reset(self) -> None:
@@ -255,7 +260,7 @@ class DelayEstimator:
             return False
         predicted = self._track.predict(float(self._now))
         self.slid = predicted is not None and abs(lag - predicted) <= self._tolerance
-        if current is not None and not self.slid:
-            self._track.reset()  # a jump it missed: those measurements belong to another path
+        if not self.slid:
+            self._track.reset()  # a change it missed: those measurements belong to another path
         self.delay_samples = lag
         return True

@@ -120,9 +120,10 @@ class KalmanEchoFilter:
         """Move the learned echo path ``samples`` later (a fraction of a sample; earlier if
         negative), as clock drift moves the real one.
 
-        Exact for band-limited responses: the partitions are joined into one impulse
-        response, delayed by a phase ramp, and cut into partitions again (what slides past
-        the last partition is dropped). How sure the filter is does not change.
+        The partitions are joined into one impulse response, delayed by a phase ramp, and cut
+        into partitions again: exact below the top bin (8 kHz, which a real-valued fractional
+        delay cannot keep) for what stays inside the window (what slides past either end is
+        dropped). How sure the filter is does not change.
         """
         n = self.frame
         taps = self.response

@@ -164,6 +164,17 @@ def test_a_jump_of_a_few_samples_is_reported_once_and_drift_goes_on() -> None:
     assert not _tracked(1500.0 + stray)[1]  # off the line, but not together: no jump
 
 
+def test_a_delay_track_that_no_longer_fits_is_forgotten() -> None:
+    # Its first readings at one delay, then every later one 300 samples away (skipped as
+    # strays): after the 8 s span the old line is gone and the new delay is followed.
+    track = DelayTrack()
+    for i in range(8):
+        track.add(i * 640.0, 1800.0)
+    for i in range(8, 400):
+        track.add(i * 640.0, 1500.0)
+    assert track.predict(400 * 640.0) == pytest.approx(1500.0)
+
+
 def test_sliding_the_filter_moves_the_learned_echo_path() -> None:
     # The filter learns a room from noise (band-limited to 7 kHz, as anything resampled to
     # 16 kHz is), then its path moves 3 samples later, and 0.4 + 2.6 back.
