@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from models import registry
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop livekit's native runtime before the interpreter tears down (see
+    :func:`edge.aec.livekit_apm.shut_down_livekit`)."""
+    if "edge.aec.livekit_apm" in sys.modules:
+        sys.modules["edge.aec.livekit_apm"].shut_down_livekit()
 
 
 @pytest.fixture(scope="session")
