@@ -10,6 +10,11 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge.room import Scene
+    from models.corpus import Utterance
 
 _CALL = "; ".join([
     "import importlib, pickle, sys",
@@ -27,3 +32,21 @@ def fresh_call(target: str, *args: object) -> object:
     if done.returncode != 0:
         raise RuntimeError(f"{target}{args} failed in a fresh process:\n{done.stderr.decode()}")
     return pickle.loads(done.stdout)
+
+
+def fresh_scene(kind: str, seed: int) -> Scene:
+    """``edge.room.build_scene(kind, seed)`` rendered in a fresh process."""
+    from edge.room import Scene
+
+    scene = fresh_call("edge.room:build_scene", kind, seed)
+    assert isinstance(scene, Scene)
+    return scene
+
+
+def fresh_utterance(text: str, voice: str = "en-us", rate_wpm: int = 170) -> Utterance:
+    """``models.corpus.espeak_utterance(text, voice, rate_wpm)`` rendered in a fresh process."""
+    from models.corpus import Utterance
+
+    utterance = fresh_call("models.corpus:espeak_utterance", text, voice, rate_wpm)
+    assert isinstance(utterance, Utterance)
+    return utterance

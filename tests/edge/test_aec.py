@@ -31,7 +31,7 @@ from edge.aec.linear import NumpyEchoCanceller
 from edge.aec.livekit_apm import LivekitEchoCanceller
 from edge.room import EchoPath, RoomSpec, Scene, build_scene
 from shared.audio import PROCESSING_RATE
-from tests.fresh import fresh_call
+from tests.fresh import fresh_scene
 
 IMPLEMENTATIONS: dict[str, Callable[[EchoSettings], EchoCanceller]] = {
     "numpy": NumpyEchoCanceller,
@@ -47,9 +47,7 @@ SEEDS = (0, 3, 4)  # seed 4: loudspeaker clipping, and the user starts 1.5 s int
 def scene(kind: str, seed: int) -> Scene:
     """``build_scene(kind, seed)`` rendered in a fresh process (see :mod:`tests.fresh`): with
     the tests that happened to run first, eSpeak's audio moved ERLE by up to ~4 dB per room."""
-    rendered = fresh_call("edge.room:build_scene", kind, seed)
-    assert isinstance(rendered, Scene)
-    return rendered
+    return fresh_scene(kind, seed)
 
 
 @cache

@@ -19,7 +19,7 @@ from models.corpus import espeak_utterance, silence
 from shared.audio import PROCESSING_RATE, resample
 from shared.text import word_error_rate
 from tests.edge.test_asr_cli import assert_one_line_error, parley
-from tests.fresh import fresh_call
+from tests.fresh import fresh_scene
 
 pytestmark = pytest.mark.usefixtures("built_models")
 
@@ -108,8 +108,7 @@ def test_the_agents_echo_is_not_transcribed_and_the_user_over_it_is(tmp_path: Pa
     from edge.room import Scene
 
     def files(kind: str) -> tuple[Scene, Path, Path]:
-        s = fresh_call("edge.room:build_scene", kind, seed)  # the same audio in any test order
-        assert isinstance(s, Scene)
+        s = fresh_scene(kind, seed)  # the same audio in any test order
         mic, far = tmp_path / f"{kind}-mic.wav", tmp_path / f"{kind}-far.wav"
         sf.write(mic, s.mic, PROCESSING_RATE, subtype="FLOAT")
         sf.write(far, s.far, PROCESSING_RATE, subtype="FLOAT")

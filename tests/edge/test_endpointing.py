@@ -20,8 +20,7 @@ from edge.endpointing.simulate import (
 )
 from edge.endpointing.transcripts import KnownTranscripts
 from edge.prosody import ProsodyFeatures, analyze
-from models.corpus import Utterance
-from tests.fresh import fresh_call
+from tests.fresh import fresh_utterance
 
 
 @cache
@@ -35,9 +34,8 @@ def spoken(text: str, voice: str = "en-us") -> ProsodyFeatures:
     :mod:`tests.fresh`), followed by the 130 ms the VAD needs. A rendering depends on what the
     process synthesized before: "What time do you close?" in the RP voice ended the turn at
     once on some renderings and only after 900 ms of pause on others."""
-    utterance = fresh_call("models.corpus:espeak_utterance", text, voice)
-    assert isinstance(utterance, Utterance)
-    return analyze(np.concatenate([utterance.audio, np.zeros(2080, np.float32)]))
+    audio = fresh_utterance(text, voice).audio
+    return analyze(np.concatenate([audio, np.zeros(2080, np.float32)]))
 
 
 @pytest.mark.parametrize(("text", "ending", "last", "greeting", "open_list"), [

@@ -11,9 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from edge.prosody import ProsodyFeatures, analyze, track_pitch
-from models.corpus import Utterance
 from shared.audio import PROCESSING_RATE
-from tests.fresh import fresh_call
+from tests.fresh import fresh_utterance
 
 SR = PROCESSING_RATE
 
@@ -49,9 +48,7 @@ def spoken(text: str, voice: str = "en-us", rate_wpm: int = 170) -> np.ndarray:
     """eSpeak's rendering in a fresh process (:mod:`tests.fresh`): in the test process it
     depends on what was synthesized before (the RP voice's question once ended lower than
     its statement after the AEC bench's tests had run)."""
-    utterance = fresh_call("models.corpus:espeak_utterance", text, voice, rate_wpm)
-    assert isinstance(utterance, Utterance)
-    return utterance.audio
+    return fresh_utterance(text, voice, rate_wpm).audio
 
 
 @pytest.mark.parametrize("voice", ["en-us", "en-us+f2", "en-gb-x-rp"])
