@@ -182,7 +182,6 @@ class DelayEstimator:
         self.delay_samples: int | None = None
         self.peak_ratio = 0.0
         self._now = 0
-        self._subsample_lag = 0.0
         self._track.reset()
         self.slid = False
         self.jump = 0.0
@@ -221,29 +220,29 @@ class DelayEstimator:
         a = 1.0 if self._updates == 0 else self._smoothing
         self._cross += a * (cross - self._cross)
         self._updates += 1
-        lag, ratio = self._peak()
+        lag, subsample_lag, ratio = self._peak()
         self.peak_ratio = ratio
         if ratio < self._min_ratio:
             return False
-        self.jump = self._track.add(float(self._now), self._subsample_lag)
+        self.jump = self._track.add(float(self._now), subsample_lag)
         return self._vote(lag)
 
-    def _peak(self) -> tuple[int, float]:
-        """Best lag and how far its peak stands above the typical correlation level; the lag
-        to a fraction of a sample (parabola through the peak) goes to ``_subsample_lag``."""
+    def _peak(self) -> tuple[int, float, float]:
+        """Best lag, the same to a fraction of a sample (parabola through the peak), and how
+        far its peak stands above the typical correlation level."""
         spec = np.where(self._band, self._cross / (np.abs(self._cross) + 1e-20), 0.0)
         corr = np.fft.irfft(spec, self._fft)[: self.max_lag + 1]
         # corr[j] pairs far[j + n] with mic[n]: the mic lags the far end by max_lag - j.
         lags = corr[::-1]
         best = int(np.argmax(lags))
-        self._subsample_lag = float(best)
+        subsample = float(best)
         if 0 < best < lags.size - 1:
             before, peak, after = lags[best - 1: best + 2]
             curvature = before - 2.0 * peak + after
             if curvature < 0.0:
-                self._subsample_lag += 0.5 * float(before - after) / float(curvature)
+                subsample += 0.5 * float(before - after) / float(curvature)
         typical = float(np.median(np.abs(lags))) + 1e-12
-        return best, float(lags[best]) / typical
+        return best, subsample, float(lags[best]) / typical
 
     def _vote(self, lag: int) -> bool:
         if self._candidate is not None and abs(lag - self._candidate) <= self._tolerance:
