@@ -21,12 +21,15 @@ def process(
     clean_out: Annotated[Path | None, typer.Option(help="Write the echo-cancelled mic here.")]
     = None,
     config: Annotated[Path | None, typer.Option(help="Edge settings (TOML).")] = None,
+    echo_memory: Annotated[str | None, typer.Option(
+        help="Start the echo canceller from the echo path kept in this file (if it is there) "
+             "and keep what it learned there afterwards.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run AEC, VAD, ASR and prosody over files, offline (no cloud)."""
     from edge.offline import process_files
 
-    settings = load_settings(config)
+    settings = load_settings(config, aec_memory=echo_memory)
     result = process_files(mic, far, clean_out, settings)
     if as_json:
         typer.echo(json.dumps(result))
@@ -45,11 +48,15 @@ def run(
     output_device: Annotated[str | None, typer.Option(help="Output device name or index.")]
     = None,
     config: Annotated[Path | None, typer.Option(help="Edge settings (TOML).")] = None,
+    echo_memory: Annotated[str | None, typer.Option(
+        help="Where the learned echo path is kept across restarts: a file, 'auto' "
+             "($XDG_STATE_HOME/parley/echo-path.npz) or 'off'.")] = None,
 ) -> None:
     """Talk to the cloud tier through this machine's microphone and speaker."""
     from edge.live import run_live
 
-    settings = load_settings(config, cloud_url=cloud or None, token=token or None)
+    settings = load_settings(config, cloud_url=cloud or None, token=token or None,
+                             aec_memory=echo_memory)
     asyncio.run(run_live(settings, _device_id(input_device), _device_id(output_device)))
 
 

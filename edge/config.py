@@ -3,6 +3,7 @@ TOML file (``parley edge run --config edge.toml``), then by command-line options
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,9 @@ class EdgeSettings(BaseSettings):
     aec: Literal["auto", "livekit", "numpy", "off"] = "auto"
     aec_delay_ms: float | None = Field(default=None, ge=0, le=1000)  # known: a starting point
     aec_max_delay_ms: float = Field(default=500.0, ge=50, le=1000)  # the estimator's search
+    # Where the learned echo path is kept across restarts (edge/aec/memory.py): a file,
+    # "auto" (live runs: $XDG_STATE_HOME/parley/echo-path.npz; offline runs: none) or "off".
+    aec_memory: str = "auto"
     # voice activity detection
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
     vad_min_silence_s: float = Field(default=0.03, ge=0.03, le=2.0)
@@ -46,6 +50,19 @@ class EdgeSettings(BaseSettings):
     # playback
     prebuffer_ms: float = Field(default=40.0, ge=0, le=1000)
     barge_in: bool = True
+
+
+    def echo_memory_file(self, live: bool) -> Path | None:
+        """The file :attr:`aec_memory` names for a live or an offline run (None: none)."""
+        value = self.aec_memory.strip()
+        if value.lower() in ("", "off", "none"):
+            return None
+        if value.lower() != "auto":
+            return Path(value).expanduser()
+        if not live:
+            return None
+        state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+        return Path(state) / "parley" / "echo-path.npz"
 
 
 def load_settings(path: Path | None = None, **overrides: object) -> EdgeSettings:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from pathlib import Path
 
+from edge.aec.memory import keep_echo_path, recall_echo_path
 from edge.config import EdgeSettings
 from edge.factory import build_stages
 from edge.pipeline import EdgeAgent
@@ -11,6 +14,9 @@ from edge.uplink import ResilientUplink
 from shared.errors import ConfigError
 
 log = logging.getLogger(__name__)
+# How often a live run writes the learned echo path down (besides when it stops): a power
+# cut loses at most this much of it.
+KEEP_ECHO_PATH_EVERY_S = 300.0
 
 
 async def run_live(settings: EdgeSettings, input_device: str | int | None,
@@ -23,10 +29,21 @@ async def run_live(settings: EdgeSettings, input_device: str | int | None,
                           "(issue one on the cloud with: parley cloud token --device ID)")
     device = SoundDeviceDuplex(input_device, output_device)
     stages = build_stages(settings)
+    memory = settings.echo_memory_file(live=True)
+    recall_echo_path(stages.aec, memory)
     uplink = await ResilientUplink.open(settings.cloud_url, settings.token)
     agent = EdgeAgent(device, stages, link=uplink)
+    keeper = asyncio.create_task(_keep_echo_path(stages.aec, memory))
     log.warning("listening; speak to the agent (Ctrl-C to stop)")
     try:
         await agent.run()
     finally:
+        keeper.cancel()
+        keep_echo_path(stages.aec, memory)
         await uplink.close()
+
+
+async def _keep_echo_path(canceller: object, path: Path | None) -> None:
+    while path is not None:
+        await asyncio.sleep(KEEP_ECHO_PATH_EVERY_S)
+        keep_echo_path(canceller, path)

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge.aec.base import EchoCanceller
+from edge.aec.memory import keep_echo_path, recall_echo_path
 from edge.audio_io import FileDuplex
 from edge.config import EdgeSettings
 from edge.factory import build_stages
@@ -32,22 +34,29 @@ def process_files(mic: Path, far: Path | None, clean_out: Path | None,
     offline = settings.model_copy(update={"partial_interval_s": 0.0,
                                           "continuation_window_s": 0.0})
     stages = build_stages(offline, echo_cancelling=far_audio is not None)
+    memory = settings.echo_memory_file(live=False)
+    recalled = recall_echo_path(stages.aec, memory)
     device = FileDuplex(mic_audio, realtime=False, far=far_audio)
     agent = EdgeAgent(device, stages, keep_clean=clean_out is not None, lockstep=True)
     t0 = time.perf_counter()
     asyncio.run(agent.run())
     elapsed = time.perf_counter() - t0
+    kept = keep_echo_path(stages.aec, memory)
     if clean_out is not None:
         write_wav(clean_out, agent.clean_track[: mic_audio.size])
     audio_s = mic_audio.size / PROCESSING_RATE
     segments = [segment(r) for r in sorted(agent.records.values(), key=lambda r: r.start)
                 if r.final_sent is not None and not r.cancelled]
-    return {
+    result = {
         "segments": segments,
         "audio_s": round(audio_s, 3),
         "rtf": round(elapsed / audio_s, 4) if audio_s else 0.0,
         "stage_ms": {k: round(v * 1000.0, 1) for k, v in agent.stage_s.items()},
     }
+    if memory is not None and isinstance(stages.aec, EchoCanceller):
+        result["echo_memory"] = {"file": str(memory), "recalled": recalled, "kept": kept,
+                                 "remembered_path": stages.aec.stats.remembered_path}
+    return result
 
 
 def segment(r: TurnRecord) -> dict[str, Any]:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from edge.aec.erle import ErleMeter
 from shared.audio import PROCESSING_RATE, Samples
+
+if TYPE_CHECKING:
+    from edge.aec.linear import LinearEchoStage
+    from edge.aec.memory import LearnedEchoPath
 
 FRAME_SAMPLES = 160  # 10 ms at 16 kHz
 Kind = Literal["auto", "livekit", "numpy"]
@@ -109,6 +113,7 @@ class EchoStats:
     erle_db: float
     frames: int
     latency_samples: int
+    remembered_path: str = "none"  # see LinearEchoStage.remember: on probation, taken over...
 
 
 class EchoCanceller(ABC):
@@ -150,13 +155,37 @@ class EchoCanceller(ABC):
         self._frames = 0
         self._reset()
 
+    def echo_path(self) -> LearnedEchoPath | None:
+        """The echo path learned so far, to start from after a restart (:meth:`remember`,
+        :mod:`edge.aec.memory`); None before the delay is estimated, while a remembered path
+        is still on probation, or when this canceller has no linear filter."""
+        linear = self._linear_stage()
+        return None if linear is None else linear.echo_path()
+
+    def remember(self, echo: LearnedEchoPath) -> None:
+        """Start again (as after :meth:`reset`) from an echo path learned before; it must
+        prove itself on this room's echo before the suppressor relies on it (see
+        :meth:`edge.aec.linear.LinearEchoStage.remember`)."""
+        from edge.aec.memory import EchoMemoryError
+
+        linear = self._linear_stage()
+        if linear is None:
+            raise EchoMemoryError(f"the {self.name} echo canceller has no linear filter to "
+                                  "start from a remembered echo path")
+        self.reset()
+        linear.remember(echo)
+
+    def _linear_stage(self) -> LinearEchoStage | None:
+        return None
+
     @property
     def stats(self) -> EchoStats:
-        delay = self._delay_samples()
+        delay, linear = self._delay_samples(), self._linear_stage()
         return EchoStats(
             name=self.name, delay_ms=None if delay is None else 1000.0 * delay / PROCESSING_RATE,
             delay_estimated=self._delay_estimated(), erle_db=self._meter.erle_db,
-            frames=self._frames, latency_samples=self.latency_samples)
+            frames=self._frames, latency_samples=self.latency_samples,
+            remembered_path="none" if linear is None else linear.remembered)
 
     @abstractmethod
     def _process(self, mic: np.ndarray, far: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

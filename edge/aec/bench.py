@@ -193,10 +193,14 @@ def _rounded(value: object) -> object:
     return value
 
 
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def _table(summaries: list[Summary]) -> str:
     head = (f"{'implementation':<14}{'cold':>6}{'steady':>7}{'whole':>6}{'worst':>6}"
             f"{'dly err':>8}{'DT loss':>8}{'eaten':>6}{'eaten>':>7}{'warm':>6}{'alone':>6}"
-            f"{'ms/fr':>7}{'vad':>4}  wer")
+            f"{'ms/fr':>7}{'vad':>4}{'rst':>4}  wer")
     rows = [head]
     for s in summaries:
         wer = " ".join(f"{k}={v:.2f}" + (f" [{s.wer_minus_alone[k][0]:+.2f},"
@@ -209,7 +213,7 @@ def _table(summaries: list[Summary]) -> str:
             f"{s.double_talk_loss_db[0]:>8.1f}{s.double_talk_eaten[1]:>6.2f}"
             f"{s.double_talk_eaten_dominant[1]:>7.2f}{s.warm_double_talk_loss_db[0]:>6.1f}"
             f"{s.near_only_loss_db[0]:>6.1f}{s.ms_per_frame:>7.3f}"
-            f"{s.vad_onsets_echo if s.vad_onsets_echo is not None else '-':>4}  {wer}")
+            f"{_count(s.vad_onsets_echo):>4}{_count(s.vad_onsets_restart):>4}  {wer}")
     rows.append(
         "ERLE dB (comfort noise off), medians over seeds: cold = first 2 s, steady = after "
         "4 s, worst = lowest whole; dly err = worst |delay error| ms; DT loss = median level "
@@ -217,7 +221,10 @@ def _table(summaries: list[Summary]) -> str:
         "share of those frames cut > 10 dB, eaten> = same among frames where the user is "
         "louder than the echo; warm = DT loss after one far-end-only reply; alone = "
         "near-end-only level change; vad = VAD onsets on the cancelled echo, all seeds; "
-        "wer, pooled over all utterances: aec (cold), aec_warm, mic (no AEC), alone (no echo), "
+        "rst = the same on the restarted run's agent-only start; "
+        "wer, pooled over all utterances: aec (cold), aec_warm, aec_restart (cold, but from "
+        "the echo path the first reply learned), mic (no AEC), alone (no echo), "
         "[90 % bootstrap interval of WER minus alone]; echo_words = words transcribed from "
-        "the whole far-end-only outputs, all seeds.")
+        "the whole far-end-only outputs, all seeds; restart_echo_words = the same from the "
+        "restarted run's output before the user talks.")
     return "\n".join(rows)

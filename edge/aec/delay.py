@@ -141,6 +141,10 @@ def _robust_line(t: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray
     return float(slope), float(intercept), keep
 
 
+# Two whole-sample readings this close (samples) are the same delay.
+DELAY_TOLERANCE = 16
+
+
 class DelayEstimator:
     """Streaming GCC-PHAT delay estimator (pure numpy, no I/O).
 
@@ -153,7 +157,7 @@ class DelayEstimator:
 
     def __init__(self, max_delay_ms: float = 500.0, window: int = 2048, hop: int = 640,
                  smoothing: float = 0.35, min_peak_ratio: float = 12.0,
-                 confirmations: int = 2, tolerance: int = 16,
+                 confirmations: int = 2, tolerance: int = DELAY_TOLERANCE,
                  band_hz: tuple[float, float] = (250.0, 6000.0),
                  rate: int = PROCESSING_RATE) -> None:
         self.max_lag = int(max_delay_ms * rate / 1000)

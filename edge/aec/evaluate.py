@@ -44,6 +44,7 @@ class SceneResult:
     ms_per_frame: float
     vad_onsets_echo: int | None = None  # VAD speech starts on the far-end-only output
     vad_onsets_mic: int | None = None   # ... and on the raw mic (what would happen without AEC)
+    vad_onsets_restart: int | None = None  # ... on the agent-only start of the restarted run
     wer: dict[str, float] = field(default_factory=dict)
     said: tuple[str, ...] = ()  # the user's utterances in the double-talk scene
     heard: dict[str, tuple[str, ...]] = field(default_factory=dict)  # condition -> transcripts
@@ -99,13 +100,19 @@ def evaluate_seed(make: Make, settings: EchoSettings, scenes: SeedScenes,
     cancelled_far, ms_far = run_scene(canceller, far)
     out_far = cancelled_far.clean
     delay = canceller.stats.delay_ms
+    learned = canceller.echo_path()
     warm, _ = run_scene(canceller, talk, cold=False)  # the agent's second reply
     cold, ms_talk = run_scene(canceller, talk)
+    restarted = make(settings)  # the first reply after a restart, remembering the first
+    if learned is not None:
+        restarted.remember(learned)
+    restart, _ = run_scene(restarted, talk, cold=False)
+    before_user = restart.clean[: talk.near_spans[0][0] if talk.near_spans else None]
     warm_talk, out_talk = warm.clean, cold.clean
     near_only, ms_near = run_scene(canceller, near)
     out_near = near_only.clean
     heard = ({} if transcribe is None
-             else transcripts(transcribe, talk, cold.for_asr, warm.for_asr))
+             else transcripts(transcribe, talk, cold.for_asr, warm.for_asr, restart.for_asr))
     return SceneResult(
         seed=seed, delay_ms=far.room.delay_ms, rt60_s=far.room.rt60_s,
         erle=erle_report(far.mic, measured, far.far_only),
@@ -117,27 +124,30 @@ def evaluate_seed(make: Make, settings: EchoSettings, scenes: SeedScenes,
         ms_per_frame=float(np.median([ms_far, ms_talk, ms_near])),
         vad_onsets_echo=None if count_speech is None else count_speech(out_far),
         vad_onsets_mic=None if count_speech is None else count_speech(far.mic),
+        vad_onsets_restart=None if count_speech is None else count_speech(before_user),
         said=talk.near_texts if heard else (), heard=heard,
         wer={} if transcribe is None else word_error_rates(talk.near_texts, heard)
-        | {"echo_words": float(len(spoken(transcribe(out_far)).split()))})
+        | {"echo_words": float(len(spoken(transcribe(out_far)).split())),
+           "restart_echo_words": float(len(spoken(transcribe(before_user)).split()))})
 
 
-def transcripts(transcribe: Transcribe, talk: Scene, out_talk: Samples,
-                warm_talk: Samples) -> dict[str, tuple[str, ...]]:
+def transcripts(transcribe: Transcribe, talk: Scene, out_talk: Samples, warm_talk: Samples,
+                restart_talk: Samples) -> dict[str, tuple[str, ...]]:
     """What the recognizer hears of each of the user's utterances (0.3 s margins): after AEC
-    (its copy for the recognizer; cold start, and warm), on the raw mic, and of the user
-    alone (no echo)."""
+    (its copy for the recognizer; cold start, warm, and after a restart that remembered the
+    echo path), on the raw mic, and of the user alone (no echo)."""
     pad = int(0.3 * PROCESSING_RATE)
     spans = [(max(0, a - pad), b + pad) for a, b in talk.near_spans]
-    signals = {"aec": out_talk, "aec_warm": warm_talk, "mic": talk.mic,
-               "alone": talk.near + talk.noise}
+    signals = {"aec": out_talk, "aec_warm": warm_talk, "aec_restart": restart_talk,
+               "mic": talk.mic, "alone": talk.near + talk.noise}
     return {k: tuple(spoken(transcribe(x[a:b])) for a, b in spans) for k, x in signals.items()}
 
 
 def word_error_rates(said: tuple[str, ...], heard: dict[str, tuple[str, ...]]) -> dict[str, float]:
     """One seed's WER per condition; the bench adds ``echo_words``: the words the recognizer
     finds in the whole far-end-only output (should be none; the pipeline only decodes what
-    the VAD passes)."""
+    the VAD passes), and ``restart_echo_words``: the same in the restarted run's output
+    before the user talks."""
     from shared.text import corpus_word_error_rate
 
     return {k: corpus_word_error_rate(zip(said, texts, strict=True)) for k, texts in heard.items()}
@@ -201,8 +211,9 @@ class Summary:
     near_only_loss_db: tuple[float, float]
     ms_per_frame: float
     vad_onsets_echo: int | None
+    vad_onsets_restart: int | None
     utterances: int
-    wer: dict[str, float]  # pooled over utterances; echo_words: summed over seeds
+    wer: dict[str, float]  # pooled over utterances; *echo_words: summed over seeds
     wer_minus_alone: dict[str, tuple[float, float]]  # 90 % bootstrap interval per condition
 
     def as_json(self) -> dict[str, object]:
@@ -229,8 +240,10 @@ def summarize(name: str, results: Iterable[SceneResult]) -> Summary:
 
     delays = [abs(r.delay_error_ms) for r in rs if r.delay_error_ms is not None]
     vad = [r.vad_onsets_echo for r in rs if r.vad_onsets_echo is not None]
+    vad_restart = [r.vad_onsets_restart for r in rs if r.vad_onsets_restart is not None]
     wer, intervals = pooled_word_error_rates(rs)
-    echo_words = [r.wer["echo_words"] for r in rs if "echo_words" in r.wer]
+    echo_words = {k: float(sum(r.wer[k] for r in rs if k in r.wer))
+                  for k in ("echo_words", "restart_echo_words") if any(k in r.wer for r in rs)}
     return Summary(
         name=name, seeds=len(rs),
         erle_cold_db=stat([r.erle.cold_db for r in rs]),
@@ -247,6 +260,7 @@ def summarize(name: str, results: Iterable[SceneResult]) -> Summary:
         near_only_loss_db=stat([r.near_only.median_db for r in rs]),
         ms_per_frame=float(np.median([r.ms_per_frame for r in rs])),
         vad_onsets_echo=sum(vad) if vad else None,
+        vad_onsets_restart=sum(vad_restart) if vad_restart else None,
         utterances=sum(len(r.said) for r in rs),
-        wer=wer | ({"echo_words": float(sum(echo_words))} if echo_words else {}),
+        wer=wer | echo_words,
         wer_minus_alone=intervals)

@@ -136,6 +136,23 @@ class KalmanEchoFilter:
         """Forget how sure the filter is (not what it learned): after the echo path moved."""
         self._p = np.maximum(self._p, self._prior[:, None])
 
+    @property
+    def coefficients(self) -> np.ndarray:
+        """The learned echo path, per partition and bin (a copy)."""
+        return self._w.copy()
+
+    @property
+    def uncertainty(self) -> np.ndarray:
+        """How unsure the filter is of each coefficient (a copy)."""
+        return self._p.copy()
+
+    def load(self, coefficients: np.ndarray, uncertainty: np.ndarray) -> None:
+        """Go on from an echo path learned before: ``coefficients``, and ``uncertainty`` (how
+        sure the filter was of them)."""
+        self.reset()
+        self._w = np.array(coefficients, dtype=np.complex128)
+        self._p = np.array(uncertainty, dtype=np.float64)
+
     def adopt(self, other: KalmanEchoFilter) -> None:
         """Take ``other``'s coefficients (same shape), keeping this filter's uncertainty."""
         self._w = other._w.copy()

@@ -110,6 +110,9 @@ class LivekitEchoCanceller(EchoCanceller):
             self._suppressor.reset()
         self._apm, self._asr_apm = self._new_apms()
 
+    def _linear_stage(self) -> LinearEchoStage | None:
+        return self._linear
+
     def _delay_samples(self) -> int | None:
         if self._estimator is not None:
             return self._estimator.delay_samples

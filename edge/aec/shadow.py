@@ -68,6 +68,20 @@ class ShadowedEchoFilter:
         self.shadow.doubt()
 
     @property
+    def coefficients(self) -> np.ndarray:
+        return self.main.coefficients
+
+    @property
+    def uncertainty(self) -> np.ndarray:
+        return self.main.uncertainty
+
+    def load(self, coefficients: np.ndarray, uncertainty: np.ndarray) -> None:
+        """Both filters start from ``coefficients`` (see :meth:`KalmanEchoFilter.load`)."""
+        self.reset()
+        self.main.load(coefficients, uncertainty)
+        self.shadow.adopt(self.main)
+
+    @property
     def coefficient_power(self) -> np.ndarray:
         """The main filter's (see :class:`KalmanEchoFilter`)."""
         return self.main.coefficient_power

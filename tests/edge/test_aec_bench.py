@@ -36,9 +36,11 @@ def test_bench_reports_pooled_wer_with_intervals_and_keeps_per_seed_transcripts(
     report = json.loads(result.output)
     summary, (scene,) = report["implementations"]["numpy"], report["scenes"]["numpy"]
     assert summary["utterances"] == len(scene["said"]) == 2
-    assert set(summary["wer"]) == {"aec", "aec_warm", "mic", "alone", "echo_words"}
+    assert set(summary["wer"]) == {"aec", "aec_warm", "aec_restart", "mic", "alone",
+                                   "echo_words", "restart_echo_words"}
     assert summary["wer"]["echo_words"] == 1.0  # "yes" in the far-end-only output
-    assert set(summary["wer_minus_alone"]) == {"aec", "aec_warm", "mic"}
+    assert summary["wer"]["restart_echo_words"] == 1.0  # ... and before the user, restarted
+    assert set(summary["wer_minus_alone"]) == {"aec", "aec_warm", "aec_restart", "mic"}
     assert summary["wer_minus_alone"]["aec"] == {"difference": 0.0, "p5": 0.0, "p95": 0.0}
     assert scene["heard"]["aec_warm"] == ["Yes.", "Yes."]
     assert set(scene["wer"]) == set(summary["wer"])

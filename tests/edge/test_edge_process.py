@@ -124,3 +124,26 @@ def test_the_agents_echo_is_not_transcribed_and_the_user_over_it_is(tmp_path: Pa
     spans = [(a / PROCESSING_RATE, b / PROCESSING_RATE) for a, b in talk.near_spans]
     for seg in segments:  # nothing outside the user's speech
         assert any(seg["start_s"] < b + 0.5 and seg["end_s"] > a - 0.5 for a, b in spans), seg
+
+
+def test_the_echo_path_learned_in_one_run_is_used_by_the_next(tmp_path: Path) -> None:
+    # A kiosk's first reply after a restart: the user talks over it 1.5 s in (room 0).
+    memory = tmp_path / "echo-path.npz"
+    runs = []
+    for kind in ("far_only", "double_talk"):
+        s = fresh_scene(kind, 0)
+        mic, far = tmp_path / f"{kind}-mic.wav", tmp_path / f"{kind}-far.wav"
+        sf.write(mic, s.mic, PROCESSING_RATE, subtype="FLOAT")
+        sf.write(far, s.far, PROCESSING_RATE, subtype="FLOAT")
+        runs.append(process(mic, "--far", str(far), "--echo-memory", str(memory)))
+        assert memory.exists()
+    echo_only, talk = runs
+    assert echo_only["segments"] == []
+    assert echo_only["echo_memory"] | {"file": ""} == {
+        "file": "", "recalled": False, "kept": True, "remembered_path": "none"}
+    # The second run started from the first one's path, which proved itself on the room's
+    # echo before the user spoke, and took over.
+    assert talk["echo_memory"]["recalled"] and talk["echo_memory"]["kept"]
+    assert talk["echo_memory"]["remembered_path"] == "taken over"
+    heard = " ".join(seg["text"] for seg in talk["segments"])
+    assert word_error_rate(" ".join(s.near_texts), heard) <= 0.5, heard
