@@ -21,7 +21,7 @@ def process(
     clean_out: Annotated[Path | None, typer.Option(help="Write the echo-cancelled mic here.")]
     = None,
     config: Annotated[Path | None, typer.Option(help="Edge settings (TOML).")] = None,
-    echo_memory: Annotated[str | None, typer.Option(
+    echo_memory: Annotated[Path | None, typer.Option(
         help="Start the echo canceller from the echo path kept in this file (if it is there) "
              "and keep what it learned there afterwards.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -29,8 +29,8 @@ def process(
     """Run AEC, VAD, ASR and prosody over files, offline (no cloud)."""
     from edge.offline import process_files
 
-    settings = load_settings(config, aec_memory=echo_memory)
-    result = process_files(mic, far, clean_out, settings)
+    settings = load_settings(config)
+    result = process_files(mic, far, clean_out, settings, echo_memory)
     if as_json:
         typer.echo(json.dumps(result))
         return

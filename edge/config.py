@@ -26,8 +26,9 @@ class EdgeSettings(BaseSettings):
     aec: Literal["auto", "livekit", "numpy", "off"] = "auto"
     aec_delay_ms: float | None = Field(default=None, ge=0, le=1000)  # known: a starting point
     aec_max_delay_ms: float = Field(default=500.0, ge=50, le=1000)  # the estimator's search
-    # Where the learned echo path is kept across restarts (edge/aec/memory.py): a file,
-    # "auto" (live runs: $XDG_STATE_HOME/parley/echo-path.npz; offline runs: none) or "off".
+    # Where a live run keeps the learned echo path across restarts (edge/aec/memory.py): a
+    # file, "auto" ($XDG_STATE_HOME/parley/echo-path.npz) or "off". Offline runs use only
+    # their --echo-memory option, so processing recordings never touches a device's file.
     aec_memory: str = "auto"
     # voice activity detection
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
@@ -52,17 +53,17 @@ class EdgeSettings(BaseSettings):
     barge_in: bool = True
 
 
-    def echo_memory_file(self, live: bool) -> Path | None:
-        """The file :attr:`aec_memory` names for a live or an offline run (None: none)."""
+    def echo_memory_file(self) -> Path | None:
+        """The file :attr:`aec_memory` names (None: off)."""
         value = self.aec_memory.strip()
         if value.lower() in ("", "off", "none"):
             return None
         if value.lower() != "auto":
             return Path(value).expanduser()
-        if not live:
-            return None
-        state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-        return Path(state) / "parley" / "echo-path.npz"
+        state = Path(os.environ.get("XDG_STATE_HOME") or "")
+        if not state.is_absolute():  # unset, or relative: the XDG spec says ignore it
+            state = Path.home() / ".local" / "state"
+        return state / "parley" / "echo-path.npz"
 
 
 def load_settings(path: Path | None = None, **overrides: object) -> EdgeSettings:

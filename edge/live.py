@@ -29,21 +29,22 @@ async def run_live(settings: EdgeSettings, input_device: str | int | None,
                           "(issue one on the cloud with: parley cloud token --device ID)")
     device = SoundDeviceDuplex(input_device, output_device)
     stages = build_stages(settings)
-    memory = settings.echo_memory_file(live=True)
+    memory = settings.echo_memory_file()
     recall_echo_path(stages.aec, memory)
     uplink = await ResilientUplink.open(settings.cloud_url, settings.token)
     agent = EdgeAgent(device, stages, link=uplink)
-    keeper = asyncio.create_task(_keep_echo_path(stages.aec, memory))
+    keeper = None if memory is None else asyncio.create_task(_keep_echo_path(stages.aec, memory))
     log.warning("listening; speak to the agent (Ctrl-C to stop)")
     try:
         await agent.run()
     finally:
-        keeper.cancel()
+        if keeper is not None:
+            keeper.cancel()
         keep_echo_path(stages.aec, memory)
         await uplink.close()
 
 
-async def _keep_echo_path(canceller: object, path: Path | None) -> None:
-    while path is not None:
+async def _keep_echo_path(canceller: object, path: Path) -> None:
+    while True:
         await asyncio.sleep(KEEP_ECHO_PATH_EVERY_S)
         keep_echo_path(canceller, path)

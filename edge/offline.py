@@ -23,8 +23,10 @@ from shared.errors import AudioInputError
 
 
 def process_files(mic: Path, far: Path | None, clean_out: Path | None,
-                  settings: EdgeSettings) -> dict[str, Any]:
-    """Segments with text and prosody, the real-time factor and the cost of each stage."""
+                  settings: EdgeSettings, memory: Path | None = None) -> dict[str, Any]:
+    """Segments with text and prosody, the real-time factor and the cost of each stage;
+    with ``memory``, the echo canceller starts from the echo path kept there (if any) and
+    keeps what it learned there (see :mod:`edge.aec.memory`)."""
     mic_audio = read_wav(mic)
     far_audio = read_wav(far) if far is not None else None
     if far_audio is not None and far_audio.size == 0:
@@ -34,7 +36,6 @@ def process_files(mic: Path, far: Path | None, clean_out: Path | None,
     offline = settings.model_copy(update={"partial_interval_s": 0.0,
                                           "continuation_window_s": 0.0})
     stages = build_stages(offline, echo_cancelling=far_audio is not None)
-    memory = settings.echo_memory_file(live=False)
     recalled = recall_echo_path(stages.aec, memory)
     device = FileDuplex(mic_audio, realtime=False, far=far_audio)
     agent = EdgeAgent(device, stages, keep_clean=clean_out is not None, lockstep=True)

@@ -156,9 +156,11 @@ class EchoCanceller(ABC):
         self._reset()
 
     def echo_path(self) -> LearnedEchoPath | None:
-        """The echo path learned so far, to start from after a restart (:meth:`remember`,
-        :mod:`edge.aec.memory`); None before the delay is estimated, while a remembered path
-        is still on probation, or when this canceller has no linear filter."""
+        """The echo path to start from after a restart (:meth:`remember`,
+        :mod:`edge.aec.memory`): what the filter has learned, once it knows the delay and has
+        heard a few seconds of far end; a remembered path still on probation; None before,
+        or when this canceller has no linear filter (see
+        :meth:`edge.aec.linear.LinearEchoStage.echo_path`)."""
         linear = self._linear_stage()
         return None if linear is None else linear.echo_path()
 

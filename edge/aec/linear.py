@@ -24,12 +24,19 @@ _LEAD_FRAMES = 2
 # samples): a twentieth of a sample is ~-25 dB of misfit at 2.5 kHz. Jumps slide it at once.
 _SLIDE_STEP = 0.05
 LOW_BAND_HZ = 200.0
-# A remembered echo path proves itself over this many frames where it predicts a clear echo
-# (its estimate at least a quarter of the mic's energy), by taking at least this much of
-# the mic's energy away. On 60 bench rooms (saved audio) each room's own path took 18.6-28.6
-# dB away there, the next room's path -1.6 to 9.2 dB: the threshold sits between.
+# A remembered echo path proves itself over a window of this many frames where it predicts
+# a clear echo (its estimate at least a quarter of the mic's energy), by taking at least this
+# much of the mic's energy away. On 60 bench rooms (saved audio) each room's own path took
+# 18.6-28.6 dB away in its first window, the next room's path -1.6 to 9.2 dB: the threshold
+# sits between. A window where it leaves no less than the filter learning from cold drops it
+# (while the user talks over the echo, neither window reaches the threshold), as does
+# having no verdict after this many frames of far end.
 _PROOF_FRAMES = 40
 _PROOF_DB = -14.0
+_PROOF_LIMIT_FRAMES = 1000
+# A path is worth keeping for the next start once the filter has learned from this many
+# frames of far end (a restart whose session ended sooner leaves the file as it was).
+_KEEP_AFTER_FRAMES = 300
 
 
 class LinearEchoStage:
@@ -76,6 +83,9 @@ class LinearEchoStage:
         self.delay_frames = self._frames_for(self.delay_samples)
         self._mic_level = self._err_level = 0.0
         self._unslid = 0.0  # how far (samples) the path moved that the filter has not followed
+        # The delay the filter's coefficients are aligned to, sub-sample slides included.
+        self._aligned: float | None = None if self._estimator else self.delay_samples
+        self._learned_frames = 0  # frames of far end the filter has learned from
         self._candidate: _Candidate | None = None
         self.remembered = "none"  # a remembered path: "on probation", "taken over", "dropped"
 
@@ -94,9 +104,9 @@ class LinearEchoStage:
         """
         shape = (self.partitions, FRAME_SAMPLES + 1)
         if echo.coefficients.shape != shape:
-            raise EchoMemoryError(f"the remembered echo path is {echo.coefficients.shape[0]} "
-                                  f"partitions, this canceller's filter {shape[0]} "
-                                  "(another tail_ms)")
+            raise EchoMemoryError("the remembered echo path has partitions x bins "
+                                  f"{echo.coefficients.shape}, this canceller's filter {shape} "
+                                  "(another tail_ms?)")
         self.reset()
         remembered = self._new_filter()
         remembered.load(echo.coefficients, echo.uncertainty)
@@ -104,13 +114,14 @@ class LinearEchoStage:
         self.remembered = "on probation"
 
     def echo_path(self) -> LearnedEchoPath | None:
-        """What :meth:`remember` takes: the path learned so far, once the delay is known
-        (None before); while a remembered path is on probation, that path."""
+        """What :meth:`remember` takes: while a remembered path is on probation, that path;
+        otherwise the path learned so far, once the delay is known and the filter has learned
+        from ``_KEEP_AFTER_FRAMES`` frames of far end (None before)."""
         if self._candidate is not None:
             return self._candidate.echo
-        if self.delay_samples is None or not self._delay_known():
+        if self._aligned is None or self._learned_frames < _KEEP_AFTER_FRAMES:
             return None
-        return LearnedEchoPath(self.delay_samples, self._filter.coefficients,
+        return LearnedEchoPath(round(self._aligned), self._filter.coefficients,
                                self._filter.uncertainty)
 
     def _delay_known(self) -> bool:
@@ -133,12 +144,15 @@ class LinearEchoStage:
                 self._filter.slide(self._unslid)
                 if self._candidate is not None:
                     self._candidate.filter.slide(self._unslid)
+                if self._aligned is not None:
+                    self._aligned += self._unslid
                 self._unslid = 0.0
         self._history.push(far)
         spectra, power = self._history.window(self.delay_frames, self.partitions)
         out = self._filter.process(mic, spectra, power)
+        self._learned_frames += bool(power.any())
         if self._candidate is not None:
-            self._try_remembered(mic)
+            self._try_remembered(mic, out.error)
         self._low_band_echo = 0.5 * (self._low_weights @ power[:, : self._low_bins])
         if self._late is not None:
             self._late.update(self._filter.coefficient_power, power[-1])
@@ -155,7 +169,7 @@ class LinearEchoStage:
             return out
         return FilterOutput(error=mic, echo=np.zeros_like(mic))
 
-    def _try_remembered(self, mic: np.ndarray) -> None:
+    def _try_remembered(self, mic: np.ndarray, main_error: np.ndarray) -> None:
         """Run the remembered path on this frame (see :meth:`remember`); judge it once the
         delay is known, and let it take over once it has proved itself."""
         candidate = self._candidate
@@ -166,15 +180,17 @@ class LinearEchoStage:
         if not power.any():
             return  # no far end in its window: nothing to learn or prove (and no cost)
         out = candidate.filter.process(mic, spectra, power)
-        verdict = candidate.judge(mic, out)
+        verdict = candidate.judge(mic, out, float(np.dot(main_error, main_error)))
         if verdict is None:
             return
         self.remembered = "taken over" if verdict else "dropped"
         if verdict:
             self._filter = candidate.filter
             self.delay_frames = candidate.delay_frames
-            if self.delay_samples is None:
+            self._learned_frames = _KEEP_AFTER_FRAMES
+            if self._estimator is None:
                 self.delay_samples = candidate.echo.delay_samples
+                self._aligned = float(candidate.echo.delay_samples)
         self._candidate = None
 
     def _follow(self, delay_samples: int | None, slid: bool = False) -> None:
@@ -198,6 +214,8 @@ class LinearEchoStage:
             self._filter.doubt()
         else:
             self._filter.shift(frames - self.delay_frames)
+        if not (self.delay_estimated and slid):  # a slid change is already in `_aligned`
+            self._aligned = float(delay_samples) if delay_samples is not None else None
         self.delay_samples, self.delay_estimated = delay_samples, True
         self.delay_frames = frames
 
@@ -230,8 +248,8 @@ class _Candidate:
     def __init__(self, filter: KalmanEchoFilter | ShadowedEchoFilter, echo: LearnedEchoPath,
                  delay_frames: int) -> None:
         self.filter, self.echo, self.delay_frames = filter, echo, delay_frames
-        self._frames = 0
-        self._mic = self._error = 0.0
+        self._far_frames = self._frames = 0
+        self._mic = self._error = self._cold_error = 0.0
 
     def follow(self, delay_samples: int | None, frames: int, first: bool) -> None:
         """Read the far end at ``frames`` from now on, as the stage's filter does. The first
@@ -247,17 +265,24 @@ class _Candidate:
             self.filter.slide(later - whole * FRAME_SAMPLES)
         self.delay_frames = frames
 
-    def judge(self, mic: np.ndarray, out: FilterOutput) -> bool | None:
-        """One frame; True once the path has proved itself, False once it has failed."""
+    def judge(self, mic: np.ndarray, out: FilterOutput, cold_error: float) -> bool | None:
+        """One frame of far end (``cold_error``: the energy the filter learning from cold
+        left in it); True once the path has proved itself, False once it has failed."""
+        self._far_frames += 1
         mic_energy = float(np.dot(mic, mic))
-        if float(np.dot(out.echo, out.echo)) < 0.25 * mic_energy or mic_energy <= 0.0:
-            return None
-        self._frames += 1
-        self._mic += mic_energy
-        self._error += float(np.dot(out.error, out.error))
-        if self._frames < _PROOF_FRAMES:
-            return None
-        return bool(10.0 * np.log10(self._error / self._mic + 1e-12) <= _PROOF_DB)
+        if float(np.dot(out.echo, out.echo)) >= 0.25 * mic_energy > 0.0:
+            self._frames += 1
+            self._mic += mic_energy
+            self._error += float(np.dot(out.error, out.error))
+            self._cold_error += cold_error
+        if self._frames >= _PROOF_FRAMES:
+            if self._error <= 10.0 ** (_PROOF_DB / 10.0) * self._mic:
+                return True
+            if self._error >= self._cold_error:
+                return False
+            self._frames = 0
+            self._mic = self._error = self._cold_error = 0.0
+        return False if self._far_frames >= _PROOF_LIMIT_FRAMES else None
 
 
 def residual_suppressor(settings: EchoSettings) -> ResidualEchoSuppressor:

@@ -49,7 +49,10 @@ class LearnedEchoPath:
 
     def __post_init__(self) -> None:
         w, p = self.coefficients, self.uncertainty
-        if w.ndim != 2 or p.shape != w.shape or not np.iscomplexobj(w):
+        if not np.iscomplexobj(w) or np.iscomplexobj(p):
+            raise EchoMemoryError("remembered echo path: coefficients must be complex and the "
+                                  f"uncertainty real (got {w.dtype}, {p.dtype})")
+        if w.ndim != 2 or p.shape != w.shape:
             raise EchoMemoryError("remembered echo path: coefficients and uncertainty do not "
                                   f"match ({w.shape}, {p.shape})")
         if not (np.isfinite(w).all() and np.isfinite(p).all() and (p >= 0).all()):
@@ -60,20 +63,28 @@ class LearnedEchoPath:
 
 
 def save_echo_path(echo: LearnedEchoPath, path: Path) -> None:
-    """Write ``echo`` to ``path`` (replaced atomically: a crash leaves the old file)."""
+    """Write ``echo`` to ``path``, replaced atomically (written beside it, flushed to disk,
+    renamed): a crash or a power cut leaves the old file or the new one, never half of one."""
+    tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, version=np.int64(_VERSION), delay_samples=np.int64(echo.delay_samples),
                      coefficients=echo.coefficients, uncertainty=echo.uncertainty)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        raise EchoMemoryError(f"cannot write the echo path to {path}: {exc.strerror}") from exc
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise EchoMemoryError(f"cannot write the echo path to {path}: "
+                              f"{exc.strerror or exc}") from exc
 
 
 def load_echo_path(path: Path) -> LearnedEchoPath:
-    """Read what :func:`save_echo_path` wrote; :class:`EchoMemoryError` if it is not that."""
+    """Read what :func:`save_echo_path` wrote; :class:`EchoMemoryError` if it is not that
+    (:class:`FileNotFoundError` if there is no file)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             if int(data["version"]) != _VERSION:
@@ -81,6 +92,8 @@ def load_echo_path(path: Path) -> LearnedEchoPath:
                                       f"this version reads {_VERSION}")
             return LearnedEchoPath(int(data["delay_samples"]), np.asarray(data["coefficients"]),
                             np.asarray(data["uncertainty"]))
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         raise EchoMemoryError(f"cannot read the echo path {path}: "
                               f"{exc.strerror or exc}") from exc
@@ -92,10 +105,12 @@ def recall_echo_path(canceller: object, path: Path | None) -> bool:
     """Start ``canceller`` from the echo path kept in ``path``, if there is one (and
     ``canceller`` is an :class:`~edge.aec.base.EchoCanceller`). A file that cannot be used
     costs one log line and a cold start, never the session."""
-    if not isinstance(canceller, EchoCanceller) or path is None or not path.exists():
+    if not isinstance(canceller, EchoCanceller) or path is None:
         return False
     try:
         canceller.remember(load_echo_path(path))
+    except FileNotFoundError:
+        return False  # nothing kept yet
     except EchoMemoryError as exc:
         log.warning("starting the echo canceller cold: %s", exc)
         return False
@@ -104,15 +119,16 @@ def recall_echo_path(canceller: object, path: Path | None) -> bool:
 
 
 def keep_echo_path(canceller: object, path: Path | None) -> bool:
-    """Write what ``canceller`` has learned to ``path`` (nothing before it has learned a
-    path it trusts, or if it is not an :class:`~edge.aec.base.EchoCanceller`); a failure
-    costs one log line."""
+    """Write what ``canceller`` has learned to ``path`` (see
+    :meth:`~edge.aec.base.EchoCanceller.echo_path` for when there is nothing to write yet;
+    nothing either if it is not an :class:`~edge.aec.base.EchoCanceller`); a failure costs
+    one log line."""
     if not isinstance(canceller, EchoCanceller) or path is None:
         return False
-    echo = canceller.echo_path()
-    if echo is None:
-        return False
     try:
+        echo = canceller.echo_path()
+        if echo is None:
+            return False
         save_echo_path(echo, path)
     except EchoMemoryError as exc:
         log.warning("%s", exc)

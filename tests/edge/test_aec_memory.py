@@ -67,16 +67,17 @@ def later(x: np.ndarray, samples: int) -> np.ndarray:
 
 def talk_over_first_reply(impl: str, seed: int, memory: LearnedEchoPath | None,
                           latency_change: int = 0, settings: EchoSettings = EchoSettings(),
-                          ) -> tuple[Cancelled, np.ndarray]:
+                          ) -> tuple[Cancelled, np.ndarray, str]:
     """The user talks over the first reply after a (re)start; the device's output latency
     may have changed by ``latency_change`` samples since ``memory`` was learned. Returns
-    both outputs, and the mic."""
+    both outputs, the mic, and what became of the remembered path."""
     s = scene("double_talk", seed)
     mic = later(s.echo, latency_change) + s.near + s.noise
     canceller = IMPLEMENTATIONS[impl](settings)
     if memory is not None:
         canceller.remember(memory)
-    return cancel_recording(canceller, mic, s.far), mic
+    out = cancel_recording(canceller, mic, s.far)
+    return out, mic, canceller.stats.remembered_path
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
@@ -90,13 +91,14 @@ def test_a_restart_in_the_same_room_keeps_more_of_the_users_voice(impl: str,
     for seed in (0, 4):
         s = scene("double_talk", seed)
         memory = learned(impl, seed)
-        cold, mic = talk_over_first_reply(impl, seed, None, latency_change)
-        warm, _ = talk_over_first_reply(impl, seed, memory, latency_change)
+        cold, mic, _ = talk_over_first_reply(impl, seed, None, latency_change)
+        warm, _, fate = talk_over_first_reply(impl, seed, memory, latency_change)
+        assert fate == "taken over"
         echo = mic - s.near - s.noise
         before = near_end_loss(cold.clean, s.near, s.double_talk, echo=echo).eaten
         after = near_end_loss(warm.clean, s.near, s.double_talk, echo=echo).eaten
         assert after <= 0.02 and after <= before / 2, (seed, before, after)
-        measured, _ = talk_over_first_reply(impl, seed, memory, latency_change, MEASURE)
+        measured, _, _ = talk_over_first_reply(impl, seed, memory, latency_change, MEASURE)
         erle = erle_report(mic, measured.clean, s.far_only).whole_db
         assert erle >= 25.0, (seed, erle)
 
@@ -105,8 +107,9 @@ def test_a_restart_in_the_same_room_keeps_more_of_the_users_voice(impl: str,
 def test_another_rooms_echo_path_changes_nothing(impl: str) -> None:
     # Room 3's path in room 0 takes ~2 dB off the echo where it should take 20: it never
     # takes over, and the run is exactly the cold start.
-    cold, _ = talk_over_first_reply(impl, 0, None)
-    wrong, _ = talk_over_first_reply(impl, 0, learned(impl, 3))
+    cold, _, _ = talk_over_first_reply(impl, 0, None)
+    wrong, _, fate = talk_over_first_reply(impl, 0, learned(impl, 3))
+    assert fate == "dropped"
     assert np.array_equal(cold.clean, wrong.clean)
     assert np.array_equal(cold.for_asr, wrong.for_asr)
 
@@ -134,6 +137,34 @@ def test_nothing_is_kept_before_anything_was_learned(tmp_path: Path) -> None:
     assert not recall_echo_path(NumpyEchoCanceller(EchoSettings()), path)  # no file: cold
 
 
+def test_a_short_run_after_a_dropped_path_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    # Another room's path is dropped ~1 s into the reply; a run that ends 1 s later has not
+    # learned enough of this room to replace what the file holds.
+    path = tmp_path / "echo-path.npz"
+    save_echo_path(learned("numpy", 3), path)
+    far = scene("far_only", 0)
+    canceller = NumpyEchoCanceller(EchoSettings())
+    assert recall_echo_path(canceller, path)
+    end = 2 * 16000 + 4000
+    cancel_recording(canceller, far.mic[:end], far.far[:end])
+    assert canceller.stats.remembered_path == "dropped"
+    assert not keep_echo_path(canceller, path)
+    assert np.array_equal(load_echo_path(path).coefficients, learned("numpy", 3).coefficients)
+
+
+def test_the_remembered_path_survives_the_user_talking_over_the_start(tmp_path: Path) -> None:
+    # The user starts 0.3 s into the first reply: the remembered path cannot prove itself
+    # while they talk, but it removes more than the filter learning from cold, so it waits,
+    # and takes over when they pause.
+    s = scene("double_talk", 0)
+    shift = s.near_spans[0][0] - int(0.3 * 16000)
+    near = later(s.near, -shift)
+    canceller = NumpyEchoCanceller(EchoSettings())
+    canceller.remember(learned("numpy", 0))
+    cancel_recording(canceller, s.echo + near + s.noise, s.far)
+    assert canceller.stats.remembered_path == "taken over"
+
+
 @pytest.mark.parametrize("content", [b"", b"not a zip file", b"PK\x03\x04garbage"])
 def test_a_bad_file_costs_one_log_line_and_a_cold_start(tmp_path: Path, content: bytes,
                                                        caplog: pytest.LogCaptureFixture) -> None:
@@ -154,13 +185,17 @@ def test_a_path_for_another_filter_length_is_refused(tmp_path: Path,
     longer = NumpyEchoCanceller(EchoSettings(tail_ms=400.0))
     with caplog.at_level(logging.WARNING):
         assert not recall_echo_path(longer, path)
-    assert "partitions" in caplog.text
-    with pytest.raises(EchoMemoryError, match="partitions"):
+    assert "tail_ms" in caplog.text
+    with pytest.raises(EchoMemoryError, match="tail_ms"):
         longer.remember(load_echo_path(path))
 
 
 def test_values_no_filter_could_have_learned_are_refused() -> None:
     memory = learned("numpy", 0)
+    with pytest.raises(EchoMemoryError, match="complex"):
+        LearnedEchoPath(memory.delay_samples, memory.coefficients.real, memory.uncertainty)
+    with pytest.raises(EchoMemoryError, match="real"):
+        LearnedEchoPath(memory.delay_samples, memory.coefficients, memory.uncertainty + 1j)
     with pytest.raises(EchoMemoryError, match="non-finite"):
         LearnedEchoPath(memory.delay_samples, memory.coefficients * np.nan, memory.uncertainty)
     with pytest.raises(EchoMemoryError, match="do not match"):
@@ -178,21 +213,27 @@ def test_an_unwritable_place_costs_one_log_line(tmp_path: Path,
     with caplog.at_level(logging.WARNING):
         assert not keep_echo_path(canceller, blocker / "echo-path.npz")
     assert "cannot write the echo path" in caplog.text
+    # A file that cannot replace the old one (here: a directory in its place) leaves nothing
+    # behind either.
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    with caplog.at_level(logging.WARNING):
+        assert not keep_echo_path(canceller, taken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "taken"]
 
 
-def test_live_runs_keep_the_path_in_the_state_directory_offline_runs_only_when_asked(
+def test_live_runs_keep_the_path_in_the_state_directory_unless_told_otherwise(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edge.config import load_settings
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    auto = load_settings()
-    assert auto.echo_memory_file(live=True) == tmp_path / "parley" / "echo-path.npz"
-    assert auto.echo_memory_file(live=False) is None
-    off = load_settings(aec_memory="off")
-    assert off.echo_memory_file(live=True) is None
+    assert load_settings().echo_memory_file() == tmp_path / "parley" / "echo-path.npz"
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/dir")  # the XDG spec: ignore it
+    assert load_settings().echo_memory_file() == (
+        Path.home() / ".local" / "state" / "parley" / "echo-path.npz")
+    assert load_settings(aec_memory="off").echo_memory_file() is None
     mine = load_settings(aec_memory=str(tmp_path / "kiosk.npz"))
-    assert mine.echo_memory_file(live=False) == mine.echo_memory_file(live=True) == (
-        tmp_path / "kiosk.npz")
+    assert mine.echo_memory_file() == tmp_path / "kiosk.npz"
 
 
 def test_a_live_run_writes_the_path_down_while_it_runs(tmp_path: Path,
