@@ -52,7 +52,6 @@ class EdgeSettings(BaseSettings):
     prebuffer_ms: float = Field(default=40.0, ge=0, le=1000)
     barge_in: bool = True
 
-
     def echo_memory_file(self) -> Path | None:
         """The file :attr:`aec_memory` names (None: off)."""
         value = self.aec_memory.strip()

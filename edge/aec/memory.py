@@ -4,12 +4,12 @@ A kiosk or a Pi on a shelf keeps its speaker and microphone where they are, but 
 restarts (updates, power cuts, a nightly reboot). From a cold start the linear filter needs
 seconds of the agent's own voice to learn the room; a user who talks over the first reply
 meanwhile is recognized worse (``parley bench aec``: the "cold" against the "converged" WER).
-:class:`LearnedEchoPath` is what it takes to start warm instead: the filter's coefficients and how
-sure it was of them, and the speaker -> mic delay they are aligned to.
+:class:`LearnedEchoPath` is what it takes to start warm instead: the filter's coefficients
+and how sure it was of them, and the speaker -> mic delay they are aligned to.
 
-A remembered path is only a guess about today's room: the canceller starts from it but
-suppresses as if cold until the path has proved itself (see
-:meth:`edge.aec.linear.LinearEchoStage.remember`).
+A remembered path is only a guess about today's room: the canceller starts as from cold and
+runs the remembered path beside it, letting it take over only once it has proved itself on
+this room's echo (see :meth:`edge.aec.linear.LinearEchoStage.remember`).
 
 Stored as a small ``.npz`` file (~100 KB), written atomically; a file that is not one, or
 one made for another filter shape, is refused with one line (:class:`EchoMemoryError`).
@@ -90,8 +90,9 @@ def load_echo_path(path: Path) -> LearnedEchoPath:
             if int(data["version"]) != _VERSION:
                 raise EchoMemoryError(f"{path}: echo path format {int(data['version'])}, "
                                       f"this version reads {_VERSION}")
-            return LearnedEchoPath(int(data["delay_samples"]), np.asarray(data["coefficients"]),
-                            np.asarray(data["uncertainty"]))
+            return LearnedEchoPath(int(data["delay_samples"]),
+                                   np.asarray(data["coefficients"]),
+                                   np.asarray(data["uncertainty"]))
     except FileNotFoundError:
         raise
     except OSError as exc:
