@@ -204,18 +204,18 @@ class LinearEchoStage:
         longer sure of them.
         """
         frames = self._frames_for(delay_samples)
-        if self._candidate is not None:
-            if self.delay_estimated and not slid:
-                self._candidate = None  # the delay jumped before the remembered path proved itself
-                self.remembered = "dropped"
-            else:
-                self._candidate.follow(delay_samples, frames, first=not self.delay_estimated)
-        if self.delay_estimated and not slid:
-            self._filter.doubt()
-        else:
+        first = not self.delay_estimated
+        if first or slid:
             self._filter.shift(frames - self.delay_frames)
-        if not (self.delay_estimated and slid):  # a slid change is already in `_aligned`
-            self._aligned = float(delay_samples) if delay_samples is not None else None
+            if self._candidate is not None:
+                self._candidate.follow(delay_samples, frames, first)
+        else:  # the delay jumped
+            self._filter.doubt()
+            if self._candidate is not None:  # before the remembered path proved itself
+                self._candidate = None
+                self.remembered = "dropped"
+        if first or not slid:  # a later slid change is already in `_aligned`
+            self._aligned = None if delay_samples is None else float(delay_samples)
         self.delay_samples, self.delay_estimated = delay_samples, True
         self.delay_frames = frames
 
