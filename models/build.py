@@ -84,6 +84,13 @@ def build_one(spec: ModelSpec, force: bool = False, progress: Progress = print) 
             raise ModelBuildError(f"builder '{spec.builder}' did not produce {missing}")
         shutil.rmtree(final, ignore_errors=True)
         scratch.rename(final)
+    except OSError as exc:
+        # A full disk or an unwritable models folder is the machine's state, not a bug here.
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise ModelBuildError(
+            f"building {spec.name} failed: {exc.strerror or exc} "
+            f"({exc.filename or registry.models_dir()}); free space or fix permissions and rerun"
+        ) from exc
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
