@@ -1,6 +1,7 @@
 """Speech recognition off the event loop, newest request first.
 
-The recognizer is blocking and not re-entrant, so one thread runs it. While it is busy,
+The recognizer is blocking and not re-entrant, so one thread runs it (with whatever prepares
+its input: see the pipeline's replayed echo cancellation). While it is busy,
 at most one request waits: a newer request replaces the waiting one (its future is
 cancelled), because only the newest audio matters for a partial or a speculative final;
 but a partial never replaces a waiting final (the final is what the turn waits for).
@@ -15,8 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from shared.audio import Samples
-
+A = TypeVar("A")
 R = TypeVar("R")
 
 
@@ -29,21 +29,22 @@ class Decoded(Generic[R]):
     compute_s: float
 
 
-class NewestFirstWorker(Generic[R]):
-    """Runs ``fn(audio)`` in one worker thread; a newer waiting request supersedes an older."""
+class NewestFirstWorker(Generic[A, R]):
+    """Runs ``fn(audio)`` in one worker thread; a newer waiting request supersedes an older.
+    ``audio`` is whatever ``fn`` takes: samples, or what computes them."""
 
-    def __init__(self, fn: Callable[[Samples], R]) -> None:
+    def __init__(self, fn: Callable[[A], R]) -> None:
         self._fn = fn
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self._busy = False
-        self._waiting: tuple[Samples, int, asyncio.Future[Decoded[R]]] | None = None
+        self._waiting: tuple[A, int, asyncio.Future[Decoded[R]]] | None = None
         self._waiting_final = False
 
     @property
     def busy(self) -> bool:
         return self._busy
 
-    def submit(self, audio: Samples, upto_sample: int,
+    def submit(self, audio: A, upto_sample: int,
                final: bool = False) -> asyncio.Future[Decoded[R]]:
         """Queue a decode of ``audio`` (which ends at ``upto_sample`` on the mic timeline);
         a ``final`` one is not superseded by a later partial (that one is cancelled)."""
@@ -79,7 +80,7 @@ class NewestFirstWorker(Generic[R]):
 
         task.add_done_callback(done)
 
-    def _timed(self, audio: Samples) -> tuple[R, float]:
+    def _timed(self, audio: A) -> tuple[R, float]:
         t0 = time.perf_counter()
         result = self._fn(audio)
         return result, time.perf_counter() - t0

@@ -30,6 +30,10 @@ class EdgeSettings(BaseSettings):
     # file, "auto" ($XDG_STATE_HOME/parley/echo-path.npz) or "off". Offline runs use only
     # their --echo-memory option, so processing recordings never touches a device's file.
     aec_memory: str = "auto"
+    # A final over speech from before the canceller settled (talking over the first seconds
+    # of far end after a start) is cancelled again with what it learned since (edge/aec/
+    # replay.py): a pass of the canceller over the stretch, in the recognizer's thread.
+    aec_replay: bool = True
     # voice activity detection
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
     vad_min_silence_s: float = Field(default=0.03, ge=0.03, le=2.0)

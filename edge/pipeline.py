@@ -4,7 +4,8 @@ Every 10 ms the duplex device gives one mic frame and the speaker frame played m
 
     mic -> aec (far-end reference = the speaker frame) -> vad -> turn-taking
         -> asr (on the aec's gentler copy of the same frames; worker thread; partials while
-           speaking, a speculative final at each pause, started when the level first falls)
+           speaking, a speculative final at each pause, started when the level first falls;
+           a final over speech from before the aec settled is cancelled again first)
         -> prosody -> end-of-turn policy -> uplink (transcript.final / cancel / barge_in)
     downlink (tts.start / tts.chunk / tts.end / response.text / metrics)
         -> playout (jitter buffer, ledger) -> speaker -> back to the aec as far end
@@ -17,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from edge.aec.base import Cancelled
+from edge.aec.replay import Canceller as EchoCanceller  # .cancel -> .clean, .for_asr
+from edge.aec.replay import EchoReplay
 from edge.asr_worker import Decoded, NewestFirstWorker
 from edge.audio_io import FRAME, DuplexDevice, DuplexFrame
 from edge.barge_in import OnsetGate
@@ -55,10 +57,6 @@ END_LOOKBACK = int(0.3 * PROCESSING_RATE)  # where to look for the last sound be
 # The cloud's stage times (``metrics``) that belong on the latency waterfall.
 CLOUD_MARKS = {"llm_first_token": "cloud_llm_first_token", "first_clause": "cloud_first_clause",
                "first_audio": "cloud_tts_first_audio"}
-
-
-class EchoCanceller(Protocol):
-    def cancel(self, mic: Samples, far: Samples) -> Cancelled: ...  # .clean, .for_asr
 
 
 class Recognizer(Protocol):
@@ -116,6 +114,15 @@ class TurnRecord:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """One decode's result and the audio the recognizer heard (prosody reads the same)."""
+
+    transcript: object
+    audio: Samples
+    replay_s: float  # the part of its compute time spent cancelling the echo again
+
+
 @dataclass
 class EdgeStages:
     """The stages of the front end (real adapters in production, fakes in unit tests)."""
@@ -125,6 +132,7 @@ class EdgeStages:
     asr: Recognizer
     prosody: ProsodyMeter
     turns: TurnTaker
+    replay: EchoReplay | None = None  # finals over speech from before the aec settled
 
 
 class EdgeAgent:
@@ -138,7 +146,8 @@ class EdgeAgent:
         self.link = link
         self.playout = playout or Playout()
         self.history = AudioHistory()
-        self.worker: NewestFirstWorker[object] = NewestFirstWorker(stages.asr.transcribe)
+        self.worker: NewestFirstWorker[Callable[[], Samples], Heard] = NewestFirstWorker(
+            self._hear)
         self.onset = OnsetGate()
         self.records: dict[int, TurnRecord] = {}
         self.clean: list[Samples] | None = [] if keep_clean else None
@@ -151,7 +160,7 @@ class EdgeAgent:
         # lockstep (offline runs): the device waits for each decode, so recognition takes no
         # time on the mic timeline and results do not depend on this machine's speed.
         self.lockstep = lockstep
-        self._pending: list[asyncio.Future[Decoded[object]]] = []
+        self._pending: list[asyncio.Future[Decoded[Heard]]] = []
 
     # -- the device loop: mic -> aec -> vad -> turns -------------------------------------
     async def run(self) -> None:
@@ -203,6 +212,8 @@ class EdgeAgent:
         cancelled = self._timed("aec", self.s.aec.cancel, frame.mic, frame.speaker)
         clean = cancelled.clean
         self.history.append(cancelled.for_asr)  # what the recognizer and prosody read
+        if self.s.replay is not None:
+            self.s.replay.push(frame.mic, frame.speaker, self.s.aec)
         if self.clean is not None:
             self.clean.append(clean)
         self._watch_barge_in(clean, frame)
@@ -265,26 +276,39 @@ class EdgeAgent:
                                                stability=0.5))
 
     def _decode(self, action: Decode) -> None:
-        audio = self.history.slice(action.start, action.upto)
-        future = self.worker.submit(audio, action.upto, final=action.final)
+        replay = self.s.replay if action.final else None
+        job = None if replay is None else replay.job(self.s.aec, action.start, action.upto)
+        if job is None:
+            audio = self.history.slice(action.start, action.upto)
+            job = lambda: audio  # noqa: E731
+        future = self.worker.submit(job, action.upto, final=action.final)
         future.add_done_callback(lambda f: self._on_decoded(action, f))
         if self.lockstep:
             self._pending.append(future)
 
-    def _on_decoded(self, action: Decode, future: asyncio.Future[Decoded[object]]) -> None:
+    def _hear(self, audio_for: Callable[[], Samples]) -> Heard:
+        """The recognizer thread's job: the audio (cancelled again, for a replay), then
+        the transcript."""
+        t0 = time.perf_counter()
+        audio = audio_for()
+        replay_s = time.perf_counter() - t0
+        return Heard(self.s.asr.transcribe(audio), audio, replay_s)
+
+    def _on_decoded(self, action: Decode, future: asyncio.Future[Decoded[Heard]]) -> None:
         if future.cancelled():
             return
         if future.exception() is not None:
             log.error("speech recognition failed: %s", future.exception())
             return
         decoded = future.result()
-        self.stage_s["asr"] += decoded.compute_s
-        text = str(getattr(decoded.result, "text", "")).strip()
-        words = tuple(getattr(decoded.result, "words", ()) or ())
+        heard = decoded.result
+        self.stage_s["aec"] += heard.replay_s
+        self.stage_s["asr"] += decoded.compute_s - heard.replay_s
+        text = str(getattr(heard.transcript, "text", "")).strip()
+        words = tuple(getattr(heard.transcript, "words", ()) or ())
         prosody = None
         if action.final:
-            audio = self.history.slice(action.start, action.upto)
-            prosody = self._timed("prosody", self.s.prosody.measure, audio, text, None)
+            prosody = self._timed("prosody", self.s.prosody.measure, heard.audio, text, None)
             self._record(action.turn_id).asr_final = self._now()
         self._execute(self.s.turns.decoded(action.turn_id, action.upto, text, words, prosody,
                                            action.final, now=self._now()))

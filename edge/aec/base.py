@@ -8,9 +8,10 @@ delay itself (GCC-PHAT) unless told; its output lags the mic by ``latency_sample
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
@@ -181,6 +182,24 @@ class EchoCanceller(ABC):
         return None
 
     @property
+    def settled(self) -> bool:
+        """True once the canceller has learned the room's echo path well enough that what it
+        learns later changes little (see :attr:`edge.aec.linear.LinearEchoStage.settled`);
+        a canceller with no linear filter learns nothing more and counts as settled."""
+        linear = self._linear_stage()
+        return linear is None or linear.settled
+
+    def replica(self) -> EchoCanceller:
+        """An independent copy that cancels past audio again with what this canceller has
+        learned by now (see :mod:`edge.aec.replay`); feed it from earlier on (it reads the
+        far end at the delay estimated now). This canceller is not touched."""
+        twin = copy.deepcopy(self)
+        linear = twin._linear_stage()
+        if linear is not None:
+            linear.rewind()
+        return twin
+
+    @property
     def stats(self) -> EchoStats:
         delay, linear = self._delay_samples(), self._linear_stage()
         return EchoStats(
@@ -213,6 +232,15 @@ def _sanitized(frame: Samples, what: str) -> np.ndarray:
     return np.clip(x, -1.0, 1.0, out=x)
 
 
+class FrameCanceller(Protocol):
+    """What :func:`cancel_recording` needs: :class:`EchoCanceller`'s frame loop."""
+
+    @property
+    def latency_samples(self) -> int: ...
+
+    def cancel(self, mic: Samples, far: Samples) -> Cancelled: ...
+
+
 def cancel_signal(canceller: EchoCanceller, mic: Samples, far: Samples) -> Samples:
     """Run a whole recording through ``canceller``; the result is on the mic's timeline.
 
@@ -223,7 +251,7 @@ def cancel_signal(canceller: EchoCanceller, mic: Samples, far: Samples) -> Sampl
     return cancel_recording(canceller, mic, far).clean
 
 
-def cancel_recording(canceller: EchoCanceller, mic: Samples, far: Samples) -> Cancelled:
+def cancel_recording(canceller: FrameCanceller, mic: Samples, far: Samples) -> Cancelled:
     """:func:`cancel_signal`, both outputs (each a whole recording on the mic's timeline)."""
     n, lat = mic.size, canceller.latency_samples
     frames = -(-(n + lat) // FRAME_SAMPLES)

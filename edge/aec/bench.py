@@ -207,6 +207,9 @@ def _table(summaries: list[Summary]) -> str:
                                            f"{s.wer_minus_alone[k][1]:+.2f}]"
                                            if k in s.wer_minus_alone else "")
                        for k, v in s.wer.items())
+        if s.wer_vs_alone:
+            wer += "; against the user-alone transcripts: " + " ".join(
+                f"{k}={v:.2f}" for k, v in s.wer_vs_alone.items())
         rows.append(
             f"{s.name:<14}{s.erle_cold_db[0]:>6.1f}{s.erle_steady_db[0]:>7.1f}"
             f"{s.erle_whole_db[0]:>6.1f}{s.erle_whole_db[1]:>6.1f}{s.delay_error_ms[1]:>8.2f}"
@@ -222,7 +225,9 @@ def _table(summaries: list[Summary]) -> str:
         "louder than the echo; warm = DT loss after one far-end-only reply; alone = "
         "near-end-only level change; vad = VAD onsets on the cancelled echo, all seeds; "
         "rst = the same on the restarted run's agent-only start; "
-        "wer, pooled over all utterances: aec (cold), aec_warm, aec_restart (cold, but from "
+        "wer, pooled over all utterances: aec (cold, as the pipeline decodes it: cancelled "
+        "again at the utterance's end while the canceller has not settled), aec_streamed "
+        "(cold, the copy streamed for the recognizer), aec_warm, aec_restart (cold, but from "
         "the echo path the first reply learned), mic (no AEC), alone (no echo), "
         "[90 % bootstrap interval of WER minus alone]; echo_words = words transcribed from "
         "the whole far-end-only outputs, all seeds; restart_echo_words = the same from the "

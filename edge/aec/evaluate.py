@@ -3,7 +3,9 @@
 Per seed, three scenes from :mod:`edge.room` (same room): far-end only (ERLE from a cold
 start, delay error, whether the VAD fires on what is left of the echo), double talk (how much
 of the user's speech survives, and optionally the recognizer's word error rate against the
-user's speech without any echo), near-end only (the user's voice must pass unchanged).
+user's speech without any echo, on what the pipeline's recognizer hears: the copy streamed
+for it, cancelled again with what the canceller learned by the end of each utterance where
+:mod:`edge.aec.replay` does so), near-end only (the user's voice must pass unchanged).
 Over seeds, word error rates are pooled over all the user's utterances (edits summed over
 reference words summed), with a paired bootstrap interval of each condition's WER minus the
 WER of the user alone.
@@ -18,8 +20,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from edge.aec.base import Cancelled, EchoCanceller, EchoSettings, cancel_recording
+from edge.aec.base import FRAME_SAMPLES, Cancelled, EchoCanceller, EchoSettings, cancel_recording
 from edge.aec.erle import ErleReport, NearEndLoss, erle_report, near_end_loss
+from edge.aec.replay import EchoReplay
 from edge.room import Scene, build_scene, random_room
 from shared.audio import PROCESSING_RATE, Samples
 
@@ -106,13 +109,15 @@ def evaluate_seed(make: Make, settings: EchoSettings, scenes: SeedScenes,
     restarted = make(settings)  # the first reply after a restart, remembering the first
     if learned is not None:
         restarted.remember(learned)
-    restart, _ = run_scene(restarted, talk, cold=False)
+    restart, restart_decoded = decode_scene(restarted, talk)
     before_user = restart.clean[: talk.near_spans[0][0] if talk.near_spans else None]
     warm_talk, out_talk = warm.clean, cold.clean
     near_only, ms_near = run_scene(canceller, near)
     out_near = near_only.clean
-    heard = ({} if transcribe is None
-             else transcripts(transcribe, talk, cold.for_asr, warm.for_asr, restart.for_asr))
+    heard = {}
+    if transcribe is not None:
+        decoded = {"aec": decode_scene(make(settings), talk)[1], "aec_restart": restart_decoded}
+        heard = transcripts(transcribe, talk, decoded, cold.for_asr, warm.for_asr)
     return SceneResult(
         seed=seed, delay_ms=far.room.delay_ms, rt60_s=far.room.rt60_s,
         erle=erle_report(far.mic, measured, far.far_only),
@@ -131,16 +136,51 @@ def evaluate_seed(make: Make, settings: EchoSettings, scenes: SeedScenes,
            "restart_echo_words": float(len(spoken(transcribe(before_user)).split()))})
 
 
-def transcripts(transcribe: Transcribe, talk: Scene, out_talk: Samples, warm_talk: Samples,
-                restart_talk: Samples) -> dict[str, tuple[str, ...]]:
+UTTERANCE_MARGIN = int(0.3 * PROCESSING_RATE)
+
+
+def utterance_spans(scene: Scene) -> list[tuple[int, int]]:
+    """The user's utterances in ``scene`` with 0.3 s margins (what a VAD segment holds)."""
+    pad = UTTERANCE_MARGIN
+    return [(max(0, a - pad), min(scene.mic.size, b + pad)) for a, b in scene.near_spans]
+
+
+def decode_scene(canceller: EchoCanceller, scene: Scene) -> tuple[Cancelled, list[Samples]]:
+    """Run ``canceller`` over ``scene`` (from where it stands) as the pipeline does, and take
+    the recognizer's audio of each utterance when the pipeline would decode its final (at the
+    end of its margin): the copy streamed for the recognizer, or, where :mod:`edge.aec.replay`
+    gives one, that stretch cancelled again with what the canceller has learned by then.
+    Returns both outputs (as :func:`cancel_recording`) and each utterance's audio."""
+    lat, n, size = canceller.latency_samples, FRAME_SAMPLES, scene.mic.size
+    total = -(-(size + lat) // n) * n
+    mic, far, clean, streamed = (np.zeros(total, dtype=np.float32) for _ in range(4))
+    mic[:size], far[: min(size, scene.far.size)] = scene.mic, scene.far[:size]
+    replay = EchoReplay(total / PROCESSING_RATE)
+    pending, heard = utterance_spans(scene), []
+    for i in range(0, total, n):  # positions on the output timeline: the mic's + latency
+        out = canceller.cancel(mic[i: i + n], far[i: i + n])
+        clean[i: i + n], streamed[i: i + n] = out.clean, out.for_asr
+        replay.push(mic[i: i + n], far[i: i + n], canceller)
+        while pending and pending[0][1] + lat <= i + n:
+            a, b = pending.pop(0)
+            job = replay.job(canceller, a + lat, b + lat)
+            heard.append(job() if job is not None else streamed[a + lat: b + lat].copy())
+    return Cancelled(clean[lat: lat + size], streamed[lat: lat + size]), heard
+
+
+def transcripts(transcribe: Transcribe, talk: Scene, decoded: dict[str, list[Samples]],
+                out_talk: Samples, warm_talk: Samples) -> dict[str, tuple[str, ...]]:
     """What the recognizer hears of each of the user's utterances (0.3 s margins): after AEC
-    (its copy for the recognizer; cold start, warm, and after a restart that remembered the
-    echo path), on the raw mic, and of the user alone (no echo)."""
-    pad = int(0.3 * PROCESSING_RATE)
-    spans = [(max(0, a - pad), b + pad) for a, b in talk.near_spans]
-    signals = {"aec": out_talk, "aec_warm": warm_talk, "aec_restart": restart_talk,
-               "mic": talk.mic, "alone": talk.near + talk.noise}
-    return {k: tuple(spoken(transcribe(x[a:b])) for a, b in spans) for k, x in signals.items()}
+    (``decoded``: as the pipeline decodes it, from a cold start and after a restart that
+    remembered the echo path; the copy streamed for the recognizer from a cold start,
+    without cancelling it again, and warm), on the raw mic, and of the user alone (no
+    echo)."""
+    spans = utterance_spans(talk)
+    signals = {"aec_streamed": out_talk, "aec_warm": warm_talk, "mic": talk.mic,
+               "alone": talk.near + talk.noise}
+    return ({k: tuple(spoken(transcribe(x)) for x in audio) for k, audio in decoded.items()}
+            | {k: tuple(spoken(transcribe(x[a:b])) for a, b in spans)
+               for k, x in signals.items()})
 
 
 def word_error_rates(said: tuple[str, ...], heard: dict[str, tuple[str, ...]]) -> dict[str, float]:
@@ -215,6 +255,10 @@ class Summary:
     utterances: int
     wer: dict[str, float]  # pooled over utterances; *echo_words: summed over seeds
     wer_minus_alone: dict[str, tuple[float, float]]  # 90 % bootstrap interval per condition
+    # Each condition's transcripts scored against what the recognizer heard of the user alone
+    # (not against what was said): how far the echo and its cancellation move the recognizer,
+    # apart from its own mistakes on the voice (tiny.en makes many on some eSpeak voices).
+    wer_vs_alone: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         data = asdict(self)
@@ -223,6 +267,7 @@ class Summary:
                 data[key] = {"median": round(value[0], 2), "worst": round(value[1], 2)}
         data["ms_per_frame"] = round(self.ms_per_frame, 3)
         data["wer"] = {k: round(v, 3) for k, v in self.wer.items()}
+        data["wer_vs_alone"] = {k: round(v, 3) for k, v in self.wer_vs_alone.items()}
         data["wer_minus_alone"] = {
             k: {"difference": round(self.wer[k] - self.wer["alone"], 3),
                 "p5": round(low, 3), "p95": round(high, 3)}
@@ -263,4 +308,18 @@ def summarize(name: str, results: Iterable[SceneResult]) -> Summary:
         vad_onsets_restart=sum(vad_restart) if vad_restart else None,
         utterances=sum(len(r.said) for r in rs),
         wer=wer | echo_words,
-        wer_minus_alone=intervals)
+        wer_minus_alone=intervals,
+        wer_vs_alone=word_error_rates_against_alone(rs))
+
+
+def word_error_rates_against_alone(results: list[SceneResult]) -> dict[str, float]:
+    """Per condition, the corpus WER of its transcripts with the user-alone transcripts as
+    the reference (see :attr:`Summary.wer_vs_alone`)."""
+    from shared.text import corpus_word_error_rate
+
+    rs = [r for r in results if r.heard]
+    conditions = [k for k in (rs[0].heard if rs else {}) if k != "alone"]
+    return {k: corpus_word_error_rate((alone, hyp) for r in rs
+                                      for alone, hyp in zip(r.heard["alone"], r.heard[k],
+                                                            strict=True))
+            for k in conditions}

@@ -37,6 +37,10 @@ _PROOF_LIMIT_FRAMES = 1000
 # A path is worth keeping for the next start once the filter has learned from this many
 # frames of far end (a restart whose session ended sooner leaves the file as it was).
 _KEEP_AFTER_FRAMES = 300
+# The filter has settled (what it learns later changes little) after this many frames of far
+# end from a cold start: on the bench, speech that started 3-4 s into the first reply was
+# still recognized better when cancelled again at its end (see edge.aec.replay).
+_SETTLED_FRAMES = 1000
 
 
 class LinearEchoStage:
@@ -123,6 +127,21 @@ class LinearEchoStage:
             return None
         return LearnedEchoPath(round(self._aligned), self._filter.coefficients,
                                self._filter.uncertainty)
+
+    @property
+    def settled(self) -> bool:
+        """True once the delay is known and the filter has learned from ``_SETTLED_FRAMES``
+        frames of far end, or a remembered path took over: what it still learns is detail."""
+        return self._aligned is not None and (self.remembered == "taken over"
+                                              or self._learned_frames >= _SETTLED_FRAMES)
+
+    def rewind(self) -> None:
+        """Get ready to cancel earlier audio again with what has been learned: forget the
+        far end heard so far (what comes next is older), and stop estimating the delay (the
+        jump back in time is not a delay change): the far end stays read where it is now."""
+        self._history.reset()
+        self._estimator = None
+        self._unslid = 0.0
 
     def _delay_known(self) -> bool:
         return self.delay_estimated or self._estimator is None

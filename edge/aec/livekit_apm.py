@@ -58,6 +58,16 @@ class LivekitEchoCanceller(EchoCanceller):
                        and not settings.webrtc_aec and not settings.noise_suppression)
         self._apm, self._asr_apm = self._new_apms()
 
+    def __getstate__(self) -> dict[str, object]:
+        """Copies (:meth:`replica`) leave the native APMs behind and make their own."""
+        state = self.__dict__.copy()
+        del state["_apm"], state["_asr_apm"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._apm, self._asr_apm = self._new_apms()
+
     def _new_apms(self) -> tuple[rtc.AudioProcessingModule, rtc.AudioProcessingModule | None]:
         """The APM of the clean output, and the recognizer copy's own one (when split)."""
         return self._new_apm(), (self._new_apm() if self._split else None)

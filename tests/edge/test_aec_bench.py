@@ -36,11 +36,12 @@ def test_bench_reports_pooled_wer_with_intervals_and_keeps_per_seed_transcripts(
     report = json.loads(result.output)
     summary, (scene,) = report["implementations"]["numpy"], report["scenes"]["numpy"]
     assert summary["utterances"] == len(scene["said"]) == 2
-    assert set(summary["wer"]) == {"aec", "aec_warm", "aec_restart", "mic", "alone",
-                                   "echo_words", "restart_echo_words"}
+    assert set(summary["wer"]) == {"aec", "aec_streamed", "aec_warm", "aec_restart", "mic",
+                                   "alone", "echo_words", "restart_echo_words"}
     assert summary["wer"]["echo_words"] == 1.0  # "yes" in the far-end-only output
     assert summary["wer"]["restart_echo_words"] == 1.0  # ... and before the user, restarted
-    assert set(summary["wer_minus_alone"]) == {"aec", "aec_warm", "aec_restart", "mic"}
+    assert set(summary["wer_minus_alone"]) == {"aec", "aec_streamed", "aec_warm",
+                                               "aec_restart", "mic"}
     assert summary["wer_minus_alone"]["aec"] == {"difference": 0.0, "p5": 0.0, "p95": 0.0}
     assert scene["heard"]["aec_warm"] == ["Yes.", "Yes."]
     assert set(scene["wer"]) == set(summary["wer"])
@@ -70,12 +71,15 @@ def test_word_error_rates_are_pooled_over_utterances_with_a_paired_interval() ->
     low, high = s.wer_minus_alone["aec"]
     assert 0.0 <= low <= 6 / 14 <= high <= 1.0
     assert "alone" not in s.wer_minus_alone
+    # Against what the user alone was heard as: 6 errors on 9 words ("one" added, "six" to
+    # "ten" missing), 2 on 2, 0 on 2.
+    assert s.wer_vs_alone == {"aec": pytest.approx(8 / 13)}
     assert summarize("numpy", results).wer_minus_alone == s.wer_minus_alone  # fixed seed
 
 
 def test_without_a_recognizer_there_are_no_word_error_rates() -> None:
     s = summarize("numpy", [_result(0, (), {})])
-    assert s.wer == {} and s.wer_minus_alone == {} and s.utterances == 0
+    assert s.wer == s.wer_minus_alone == s.wer_vs_alone == {} and s.utterances == 0
 
 
 def test_bench_refuses_unknown_implementations() -> None:

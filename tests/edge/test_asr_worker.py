@@ -11,7 +11,7 @@ import numpy as np
 from edge.asr_worker import NewestFirstWorker
 
 
-def gated_worker() -> tuple[NewestFirstWorker[int], threading.Event]:
+def gated_worker() -> tuple[NewestFirstWorker[np.ndarray, int], threading.Event]:
     gate = threading.Event()
 
     def decode(audio: np.ndarray) -> int:
