@@ -14,14 +14,8 @@ from shared.audio import PROCESSING_RATE, Samples
 class PassThrough:
     """No echo cancellation (``aec = "off"``): for a headset, or to compare."""
 
-    latency_samples = 0
-    settled = True  # nothing to learn: a replay (edge.aec.replay) would give the same
-
     def cancel(self, mic: Samples, far: Samples) -> Cancelled:
         return Cancelled(clean=mic, for_asr=mic)
-
-    def replica(self) -> PassThrough:
-        return self
 
 
 def end_of_turn_policy(s: EdgeSettings) -> EndOfTurnPolicy:
@@ -48,6 +42,6 @@ def build_stages(s: EdgeSettings, *, echo_cancelling: bool = True) -> EdgeStages
                           continuation_window=int(s.continuation_window_s * PROCESSING_RATE),
                           decode_at_end=not s.speculative_asr)
     turns = TurnTaker(end_of_turn_policy(s), timings)
-    replay = EchoReplay() if s.aec_replay and not isinstance(aec, PassThrough) else None
+    replay = EchoReplay(aec) if s.aec_replay and not isinstance(aec, PassThrough) else None
     return EdgeStages(aec=aec, vad=vad, asr=asr, prosody=ProsodyMeter(), turns=turns,
                       replay=replay)

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge.aec.replay import Canceller as EchoCanceller  # .cancel -> .clean, .for_asr
+from edge.aec.base import Cancelled
 from edge.aec.replay import EchoReplay
 from edge.asr_worker import Decoded, NewestFirstWorker
 from edge.audio_io import FRAME, DuplexDevice, DuplexFrame
@@ -57,6 +57,10 @@ END_LOOKBACK = int(0.3 * PROCESSING_RATE)  # where to look for the last sound be
 # The cloud's stage times (``metrics``) that belong on the latency waterfall.
 CLOUD_MARKS = {"llm_first_token": "cloud_llm_first_token", "first_clause": "cloud_first_clause",
                "first_audio": "cloud_tts_first_audio"}
+
+
+class EchoCanceller(Protocol):
+    def cancel(self, mic: Samples, far: Samples) -> Cancelled: ...  # .clean, .for_asr
 
 
 class Recognizer(Protocol):
@@ -132,7 +136,7 @@ class EdgeStages:
     asr: Recognizer
     prosody: ProsodyMeter
     turns: TurnTaker
-    replay: EchoReplay | None = None  # finals over speech from before the aec settled
+    replay: EchoReplay | None = None  # of aec: finals over speech from before it settled
 
 
 class EdgeAgent:
@@ -213,7 +217,7 @@ class EdgeAgent:
         clean = cancelled.clean
         self.history.append(cancelled.for_asr)  # what the recognizer and prosody read
         if self.s.replay is not None:
-            self.s.replay.push(frame.mic, frame.speaker, self.s.aec)
+            self.s.replay.push(frame.mic, frame.speaker)
         if self.clean is not None:
             self.clean.append(clean)
         self._watch_barge_in(clean, frame)
@@ -277,7 +281,7 @@ class EdgeAgent:
 
     def _decode(self, action: Decode) -> None:
         replay = self.s.replay if action.final else None
-        job = None if replay is None else replay.job(self.s.aec, action.start, action.upto)
+        job = None if replay is None else replay.job(action.start, action.upto)
         if job is None:
             audio = self.history.slice(action.start, action.upto)
             job = lambda: audio  # noqa: E731

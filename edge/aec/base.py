@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -232,15 +232,6 @@ def _sanitized(frame: Samples, what: str) -> np.ndarray:
     return np.clip(x, -1.0, 1.0, out=x)
 
 
-class FrameCanceller(Protocol):
-    """What :func:`cancel_recording` needs: :class:`EchoCanceller`'s frame loop."""
-
-    @property
-    def latency_samples(self) -> int: ...
-
-    def cancel(self, mic: Samples, far: Samples) -> Cancelled: ...
-
-
 def cancel_signal(canceller: EchoCanceller, mic: Samples, far: Samples) -> Samples:
     """Run a whole recording through ``canceller``; the result is on the mic's timeline.
 
@@ -251,7 +242,7 @@ def cancel_signal(canceller: EchoCanceller, mic: Samples, far: Samples) -> Sampl
     return cancel_recording(canceller, mic, far).clean
 
 
-def cancel_recording(canceller: FrameCanceller, mic: Samples, far: Samples) -> Cancelled:
+def cancel_recording(canceller: EchoCanceller, mic: Samples, far: Samples) -> Cancelled:
     """:func:`cancel_signal`, both outputs (each a whole recording on the mic's timeline)."""
     n, lat = mic.size, canceller.latency_samples
     frames = -(-(n + lat) // FRAME_SAMPLES)

@@ -155,15 +155,15 @@ def decode_scene(canceller: EchoCanceller, scene: Scene) -> tuple[Cancelled, lis
     total = -(-(size + lat) // n) * n
     mic, far, clean, streamed = (np.zeros(total, dtype=np.float32) for _ in range(4))
     mic[:size], far[: min(size, scene.far.size)] = scene.mic, scene.far[:size]
-    replay = EchoReplay(total / PROCESSING_RATE)
+    replay = EchoReplay(canceller, total / PROCESSING_RATE)
     pending, heard = utterance_spans(scene), []
     for i in range(0, total, n):  # positions on the output timeline: the mic's + latency
         out = canceller.cancel(mic[i: i + n], far[i: i + n])
         clean[i: i + n], streamed[i: i + n] = out.clean, out.for_asr
-        replay.push(mic[i: i + n], far[i: i + n], canceller)
+        replay.push(mic[i: i + n], far[i: i + n])
         while pending and pending[0][1] + lat <= i + n:
             a, b = pending.pop(0)
-            job = replay.job(canceller, a + lat, b + lat)
+            job = replay.job(a + lat, b + lat)
             heard.append(job() if job is not None else streamed[a + lat: b + lat].copy())
     return Cancelled(clean[lat: lat + size], streamed[lat: lat + size]), heard
 

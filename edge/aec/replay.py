@@ -20,11 +20,10 @@ as ``aec``; see the README).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
 import numpy as np
 
-from edge.aec.base import FrameCanceller, cancel_recording
+from edge.aec.base import EchoCanceller, cancel_recording
 from edge.history import AudioHistory
 from shared.audio import PROCESSING_RATE, Samples
 
@@ -32,38 +31,29 @@ LEAD_S = 1.0
 LONGEST_S = 20.0  # a longer stretch is not replayed (bounded cost; speech that long is rare)
 
 
-class Canceller(FrameCanceller, Protocol):
-    """What a replay needs of the canceller (:class:`edge.aec.base.EchoCanceller` has it; so
-    does the pipeline's pass-through, which never needs a replay)."""
-
-    @property
-    def settled(self) -> bool: ...
-
-    def replica(self) -> Canceller: ...
-
-
 class EchoReplay:
-    """The raw mic and far end of the last ``seconds``, and when the canceller settled.
+    """The raw mic and far end of the last ``seconds`` that went into ``canceller``, and
+    since when it has settled.
 
     Positions are on the canceller's output timeline (the pipeline's: the mic's, plus the
     canceller's ``latency_samples``).
     """
 
-    def __init__(self, seconds: float = 60.0) -> None:
+    def __init__(self, canceller: EchoCanceller, seconds: float = 60.0) -> None:
+        self.canceller = canceller
         self._mic, self._far = AudioHistory(seconds), AudioHistory(seconds)
         self._settled_at: int | None = None
 
-    def push(self, mic: Samples, far: Samples, canceller: Canceller) -> None:
-        """One frame as it went into ``canceller`` (call after ``cancel``)."""
+    def push(self, mic: Samples, far: Samples) -> None:
+        """One frame as it went into the canceller (call after ``cancel``)."""
         self._mic.append(np.asarray(mic, dtype=np.float32))
         self._far.append(np.asarray(far, dtype=np.float32))
-        if not canceller.settled:  # a cold start, or a reset
+        if not self.canceller.settled:  # a cold start, or a reset
             self._settled_at = None
         elif self._settled_at is None:
-            self._settled_at = self._mic.end + canceller.latency_samples
+            self._settled_at = self._mic.end + self.canceller.latency_samples
 
-    def job(self, canceller: Canceller, start: int,
-            end: int) -> Callable[[], Samples] | None:
+    def job(self, start: int, end: int) -> Callable[[], Samples] | None:
         """What computes the recognizer's copy of ``[start, end)`` again (to run off the
         event loop), or None when the copy already streamed is as good: the canceller had
         settled before ``start``, or no far end played in the stretch (or it is longer than
@@ -71,12 +61,12 @@ class EchoReplay:
         if ((self._settled_at is not None and start >= self._settled_at)
                 or end - start > LONGEST_S * PROCESSING_RATE):
             return None
-        lat = canceller.latency_samples
+        lat = self.canceller.latency_samples
         first, last = max(self._mic.start, start - lat), end - lat
         lead = max(self._mic.start, first - int(LEAD_S * PROCESSING_RATE))
         far = self._far.slice(lead, last)
         if not far.any():
             return None
         mic = self._mic.slice(lead, last)
-        replica = canceller.replica()
+        replica = self.canceller.replica()
         return lambda: cancel_recording(replica, mic, far).for_asr[first - lead:]

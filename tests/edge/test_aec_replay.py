@@ -95,12 +95,12 @@ def test_an_early_talkers_words_reach_the_recognizer(impl: str, whisper: SpeechR
 def test_a_replay_leaves_the_canceller_as_it_was(impl: str) -> None:
     s = early_talker(0)
     mine, theirs = (IMPLEMENTATIONS[impl](EchoSettings()) for _ in range(2))
-    replay = EchoReplay()
+    replay = EchoReplay(mine)
     half = s.mic.size // 2 // FRAME * FRAME
     for i in range(0, half, FRAME):
         mine.cancel(s.mic[i: i + FRAME], s.far[i: i + FRAME])
-        replay.push(s.mic[i: i + FRAME], s.far[i: i + FRAME], mine)
-    job = replay.job(mine, 0, half)
+        replay.push(s.mic[i: i + FRAME], s.far[i: i + FRAME])
+    job = replay.job(0, half)
     assert job is not None
     assert job().size == half - mine.latency_samples
     for i in range(0, half, FRAME):
@@ -113,28 +113,28 @@ def test_a_replay_leaves_the_canceller_as_it_was(impl: str) -> None:
 def test_nothing_is_replayed_without_far_end_or_once_the_canceller_settled() -> None:
     far = scene("far_only", 0)
     canceller = NumpyEchoCanceller(EchoSettings())
-    replay = EchoReplay()
+    replay = EchoReplay(canceller)
     silent = np.zeros(FRAME, dtype=np.float32)
     for i in range(50):  # the user alone: nothing to cancel again
-        replay.push(far.noise[i * FRAME: (i + 1) * FRAME], silent, canceller)
-    assert replay.job(canceller, 0, 50 * FRAME) is None
+        replay.push(far.noise[i * FRAME: (i + 1) * FRAME], silent)
+    assert replay.job(0, 50 * FRAME) is None
     start = 50 * FRAME  # the agent talks: the canceller learns the room
     for reply in range(2):  # two replies of ~8 s
         for i in range(0, far.mic.size // FRAME * FRAME, FRAME):
             canceller.cancel(far.mic[i: i + FRAME], far.far[i: i + FRAME])
-            replay.push(far.mic[i: i + FRAME], far.far[i: i + FRAME], canceller)
+            replay.push(far.mic[i: i + FRAME], far.far[i: i + FRAME])
             if reply == 0 and i == FRAME * 300:
                 assert not canceller.settled
-                assert replay.job(canceller, start, start + i) is not None
-                assert replay.job(canceller, start, start + 21 * PROCESSING_RATE) is None
+                assert replay.job(start, start + i) is not None
+                assert replay.job(start, start + 21 * PROCESSING_RATE) is None
     assert canceller.settled
     end = 50 * FRAME + 2 * (far.mic.size // FRAME * FRAME)
-    assert replay.job(canceller, end - FRAME * 100, end) is None
-    assert replay.job(canceller, start, end) is not None  # speech from before it settled
+    assert replay.job(end - FRAME * 100, end) is None
+    assert replay.job(start, end) is not None  # speech from before it settled
     canceller.reset()  # a new device, say: learning again
     canceller.cancel(silent, silent)
-    replay.push(silent, silent, canceller)
-    assert not canceller.settled and replay.job(canceller, end - FRAME * 100, end) is not None
+    replay.push(silent, silent)
+    assert not canceller.settled and replay.job(end - FRAME * 100, end) is not None
 
 
 class _Listener:
