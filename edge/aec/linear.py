@@ -34,13 +34,11 @@ LOW_BAND_HZ = 200.0
 _PROOF_FRAMES = 40
 _PROOF_DB = -14.0
 _PROOF_LIMIT_FRAMES = 1000
-# A path is worth keeping for the next start once the filter has learned from this many
-# frames of far end (a restart whose session ended sooner leaves the file as it was).
-_KEEP_AFTER_FRAMES = 300
-# The filter has settled (what it learns later changes little) after this many frames of far
-# end from a cold start: on the bench, speech that started 3-4 s into the first reply was
-# still recognized better when cancelled again at its end (see edge.aec.replay).
-_SETTLED_FRAMES = 1000
+# The filter has settled once it has learned from this many frames of far end: its path is
+# worth keeping for the next start (a restart whose session ended sooner leaves the file as
+# it was), and speech from then on is not cancelled again (edge.aec.replay: on the bench's
+# saved audio that helped speech from 0.3 s into the first reply, not from 1.5-4 s).
+_SETTLED_FRAMES = 300
 
 
 class LinearEchoStage:
@@ -120,20 +118,20 @@ class LinearEchoStage:
     def echo_path(self) -> LearnedEchoPath | None:
         """What :meth:`remember` takes: while a remembered path is on probation, that path;
         otherwise the path learned so far, once the delay is known and the filter has learned
-        from ``_KEEP_AFTER_FRAMES`` frames of far end (None before)."""
+        from ``_SETTLED_FRAMES`` frames of far end (None before)."""
         if self._candidate is not None:
             return self._candidate.echo
-        if self._aligned is None or self._learned_frames < _KEEP_AFTER_FRAMES:
+        if not self.settled:
             return None
+        assert self._aligned is not None  # settled
         return LearnedEchoPath(round(self._aligned), self._filter.coefficients,
                                self._filter.uncertainty)
 
     @property
     def settled(self) -> bool:
         """True once the delay is known and the filter has learned from ``_SETTLED_FRAMES``
-        frames of far end, or a remembered path took over: what it still learns is detail."""
-        return self._aligned is not None and (self.remembered == "taken over"
-                                              or self._learned_frames >= _SETTLED_FRAMES)
+        frames of far end (or a remembered path took over): what it still learns is detail."""
+        return self._aligned is not None and self._learned_frames >= _SETTLED_FRAMES
 
     def rewind(self) -> None:
         """Get ready to cancel earlier audio again with what has been learned: forget the
@@ -206,7 +204,7 @@ class LinearEchoStage:
         if verdict:
             self._filter = candidate.filter
             self.delay_frames = candidate.delay_frames
-            self._learned_frames = _KEEP_AFTER_FRAMES
+            self._learned_frames = _SETTLED_FRAMES
             if self._estimator is None:
                 self.delay_samples = candidate.echo.delay_samples
                 self._aligned = float(candidate.echo.delay_samples)
