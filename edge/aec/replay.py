@@ -11,10 +11,10 @@ recognizer's copy of that stretch cancelled again, from the raw mic and far end,
 ``LEAD_S`` before the speech (the far end its filter reads, the suppressor's smoothing).
 
 It costs a pass of the canceller over the stretch (~0.7 ms per 10 ms frame here) in the
-recognizer's thread, and only where it can help: while the canceller has not settled (the
-first few seconds of far end after a start, unless a remembered path took over) and where
-the far end played. Measured on saved audio of 60 bench rooms (``parley bench aec`` reports it
-as ``aec``; see the README).
+recognizer's thread, and only where it can help: for speech that started before the
+canceller settled (3 s of far end after a cold start; never once a remembered path took
+over) and overlapped the far end. ``parley bench aec`` reports what it gives as ``aec``
+(``aec_streamed``: without it); the README has the figures.
 """
 
 from __future__ import annotations
