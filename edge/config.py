@@ -31,8 +31,9 @@ class EdgeSettings(BaseSettings):
     # their --echo-memory option, so processing recordings never touches a device's file.
     aec_memory: str = "auto"
     # A final over speech from before the canceller settled (talking over the first seconds
-    # of far end after a start) is cancelled again with what it learned since (edge/aec/
-    # replay.py): a pass of the canceller over the stretch, in the recognizer's thread.
+    # of far end after a start) is cancelled again with what it learned since, and the VAD
+    # looks again there for where the speech began (edge/aec/replay.py): a pass of the
+    # canceller over the stretch, in the recognizer's thread.
     aec_replay: bool = True
     # voice activity detection
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)

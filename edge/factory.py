@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from edge.aec.base import Cancelled
 from edge.aec.replay import EchoReplay
 from edge.config import EdgeSettings
 from edge.pipeline import EdgeStages
 from edge.turns import EndOfTurnPolicy, FixedTimeoutPolicy, TurnTaker, TurnTimings
-from edge.vad import SileroVad, VadConfig
+from edge.vad import SileroVad, VadConfig, speech_onset
 from shared.audio import PROCESSING_RATE, Samples
 
 
@@ -35,13 +37,17 @@ def build_stages(s: EdgeSettings, *, echo_cancelling: bool = True) -> EdgeStages
     aec = (create_echo_canceller(EchoSettings(kind=s.aec, delay_ms=s.aec_delay_ms,
                                               max_delay_ms=s.aec_max_delay_ms))
            if echo_cancelling and s.aec != "off" else PassThrough())
-    vad = SileroVad(VadConfig(threshold=s.vad_threshold, min_speech_s=s.vad_min_speech_s,
-                              min_silence_s=s.vad_min_silence_s, quiet_db=s.vad_quiet_db))
+    vad_config = VadConfig(threshold=s.vad_threshold, min_speech_s=s.vad_min_speech_s,
+                           min_silence_s=s.vad_min_silence_s, quiet_db=s.vad_quiet_db)
+    vad = SileroVad(vad_config)
     asr = load_recognizer(s.asr_engine, s.asr_model, num_threads=s.asr_threads)
     timings = TurnTimings(partial_every=int(s.partial_interval_s * PROCESSING_RATE),
                           continuation_window=int(s.continuation_window_s * PROCESSING_RATE),
                           decode_at_end=not s.speculative_asr)
     turns = TurnTaker(end_of_turn_policy(s), timings)
-    replay = EchoReplay(aec) if s.aec_replay and not isinstance(aec, PassThrough) else None
+    replay = None
+    if s.aec_replay and not isinstance(aec, PassThrough):  # with a VAD for the recognizer's
+        find_onset = partial(speech_onset, SileroVad(vad_config))  # thread
+        replay = EchoReplay(aec, find_onset=find_onset, preroll=timings.preroll)
     return EdgeStages(aec=aec, vad=vad, asr=asr, prosody=ProsodyMeter(), turns=turns,
                       replay=replay)

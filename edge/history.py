@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from shared.audio import PROCESSING_RATE, Samples
@@ -42,3 +44,11 @@ class AudioHistory:
         if a < b or end - start == 0:
             return self._buf[a:b].copy()
         return np.concatenate([self._buf[a:], self._buf[:b]])
+
+
+@dataclass(frozen=True, slots=True)
+class Stretch:
+    """Audio that begins at ``start`` on the timeline."""
+
+    start: int
+    audio: Samples

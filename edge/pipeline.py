@@ -29,7 +29,7 @@ from edge.aec.replay import EchoReplay
 from edge.asr_worker import Decoded, NewestFirstWorker
 from edge.audio_io import FRAME, DuplexDevice, DuplexFrame
 from edge.barge_in import OnsetGate
-from edge.history import AudioHistory
+from edge.history import AudioHistory, Stretch
 from edge.playout import Playout
 from edge.turns import (
     Action,
@@ -124,6 +124,7 @@ class Heard:
 
     transcript: object
     audio: Samples
+    start: int  # where ``audio`` begins on the mic timeline
     replay_s: float  # the part of its compute time spent cancelling the echo again
 
 
@@ -150,7 +151,7 @@ class EdgeAgent:
         self.link = link
         self.playout = playout or Playout()
         self.history = AudioHistory()
-        self.worker: NewestFirstWorker[Callable[[], Samples], Heard] = NewestFirstWorker(
+        self.worker: NewestFirstWorker[Callable[[], Stretch], Heard] = NewestFirstWorker(
             self._hear)
         self.onset = OnsetGate()
         self.records: dict[int, TurnRecord] = {}
@@ -281,22 +282,24 @@ class EdgeAgent:
 
     def _decode(self, action: Decode) -> None:
         replay = self.s.replay if action.final else None
-        job = None if replay is None else replay.job(action.start, action.upto)
+        job = (None if replay is None
+               else replay.job(action.start, action.upto, self.s.turns.answered_until))
         if job is None:
-            audio = self.history.slice(action.start, action.upto)
-            job = lambda: audio  # noqa: E731
+            stretch = Stretch(action.start, self.history.slice(action.start, action.upto))
+            job = lambda: stretch  # noqa: E731
         future = self.worker.submit(job, action.upto, final=action.final)
         future.add_done_callback(lambda f: self._on_decoded(action, f))
         if self.lockstep:
             self._pending.append(future)
 
-    def _hear(self, audio_for: Callable[[], Samples]) -> Heard:
+    def _hear(self, audio_for: Callable[[], Stretch]) -> Heard:
         """The recognizer thread's job: the audio (cancelled again, for a replay), then
         the transcript."""
         t0 = time.perf_counter()
-        audio = audio_for()
+        stretch = audio_for()
         replay_s = time.perf_counter() - t0
-        return Heard(self.s.asr.transcribe(audio), audio, replay_s)
+        return Heard(self.s.asr.transcribe(stretch.audio), stretch.audio, stretch.start,
+                     replay_s)
 
     def _on_decoded(self, action: Decode, future: asyncio.Future[Decoded[Heard]]) -> None:
         if future.cancelled():
@@ -315,7 +318,7 @@ class EdgeAgent:
             prosody = self._timed("prosody", self.s.prosody.measure, heard.audio, text, None)
             self._record(action.turn_id).asr_final = self._now()
         self._execute(self.s.turns.decoded(action.turn_id, action.upto, text, words, prosody,
-                                           action.final, now=self._now()))
+                                           action.final, now=self._now(), start=heard.start))
 
     def _sound_end(self, vad_end: int) -> int:
         """The VAD's end of speech may trail the last sound (its windows and hangover); the

@@ -134,6 +134,7 @@ class TurnTaker:
         self.current: UserTurn | None = None
         self.committed: UserTurn | None = None  # answered (or being answered) turn
         self.reply_heard = False  # some reply audio of ``committed`` reached the speaker
+        self.answered_until = 0  # the end of speech of the last turn answered
 
     # -- events ----------------------------------------------------------------------------
     def speech_started(self, onset: int) -> list[Action]:
@@ -184,11 +185,16 @@ class TurnTaker:
         return [Decode(turn.turn_id, turn.start, decided_at, final=True)]
 
     def decoded(self, turn_id: int, upto: int, text: str, words: tuple[object, ...],
-                prosody: object | None, final: bool, now: int | None = None) -> list[Action]:
-        """A decode finished; with ``now`` (a final at a pause) the policy is asked at once."""
+                prosody: object | None, final: bool, now: int | None = None,
+                start: int | None = None) -> list[Action]:
+        """A decode finished; with ``now`` (a final at a pause) the policy is asked at once.
+        A final that heard the speech begin before the turn's start (``start``: where its
+        audio began) moves the turn's start back there."""
         turn = self.current
         if turn is None or turn.turn_id != turn_id:
             return []
+        if final and start is not None:
+            turn.start = min(turn.start, start)
         if not final:
             return [SendPartial(turn_id, text)] if text else []
         if turn.speech_end is None and turn.early is not None and turn.early[1] == upto:
@@ -240,6 +246,7 @@ class TurnTaker:
             actions.append(Release(turn.turn_id))
             turn.history.append(turn.text)
             self.committed, self.current = turn, None
+            self.answered_until = turn.speech_end or turn.start
             self.reply_heard = False
         return actions
 

@@ -172,6 +172,28 @@ class VoiceActivityDetector(abc.ABC):
     def _reset_model(self) -> None: ...
 
 
+def speech_onset(vad: VoiceActivityDetector, audio: Samples, at: int,
+                 bridge_s: float = 0.3) -> int | None:
+    """Where the speech going on at sample ``at`` of ``audio`` began, as ``vad`` (reset
+    first) hears it; None when it hears none going on there. Speech broken by pauses shorter
+    than ``bridge_s`` counts as one stretch."""
+    vad.reset()
+    bridge = int(bridge_s * PROCESSING_RATE)
+    confirm = 3 * vad.window + int(vad.config.min_speech_s * PROCESSING_RATE)
+    onset: int | None = None
+    ended: int | None = None
+    for event in vad.push(audio[: at + confirm]):
+        if isinstance(event, SpeechStarted):
+            if onset is None or ended is None or event.sample - ended > bridge:
+                onset = event.sample
+            ended = None
+        elif isinstance(event, SpeechEnded):
+            ended = event.sample
+    if onset is None or onset >= at or (ended is not None and at - ended > bridge):
+        return None
+    return onset
+
+
 class SileroVad(VoiceActivityDetector):
     """The embedded silero model run by sherpa-onnx."""
 

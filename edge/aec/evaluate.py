@@ -164,7 +164,7 @@ def decode_scene(canceller: EchoCanceller, scene: Scene) -> tuple[Cancelled, lis
         while pending and pending[0][1] + lat <= i + n:
             a, b = pending.pop(0)
             job = replay.job(a + lat, b + lat)
-            heard.append(job() if job is not None else streamed[a + lat: b + lat].copy())
+            heard.append(job().audio if job is not None else streamed[a + lat: b + lat].copy())
     return Cancelled(clean[lat: lat + size], streamed[lat: lat + size]), heard
 
 

@@ -15,6 +15,13 @@ recognizer's thread, and only where it can help: for speech that started before 
 canceller settled (3 s of far end after a cold start; never once a remembered path took
 over) and overlapped the far end. ``parley bench aec`` reports what it gives as ``aec``
 (``aec_streamed``: without it); the README has the figures.
+
+The same cold filter hides the start of such speech from the VAD, which runs on the live
+clean output: it finds the user up to a second late, in pieces. So, given ``find_onset`` (the
+pipeline's is :func:`edge.vad.speech_onset` with a VAD of its own), a replay also looks up to
+``ONSET_S`` before the stretch and, where the replayed clean signal shows the speech already
+going on at the stretch's start, gives the recognizer the audio from where it began (and
+``preroll`` before).
 """
 
 from __future__ import annotations
@@ -24,11 +31,15 @@ from collections.abc import Callable
 import numpy as np
 
 from edge.aec.base import EchoCanceller, cancel_recording
-from edge.history import AudioHistory
+from edge.history import AudioHistory, Stretch
 from shared.audio import PROCESSING_RATE, Samples
 
 LEAD_S = 1.0
 LONGEST_S = 20.0  # a longer stretch is not replayed (bounded cost; speech that long is rare)
+ONSET_S = 1.5  # how far before the stretch its speech may have begun
+
+# (clean audio, a sample in it) -> where the speech going on there began, or None
+FindOnset = Callable[[Samples, int], int | None]
 
 
 class EchoReplay:
@@ -39,8 +50,10 @@ class EchoReplay:
     canceller's ``latency_samples``).
     """
 
-    def __init__(self, canceller: EchoCanceller, seconds: float = 60.0) -> None:
+    def __init__(self, canceller: EchoCanceller, seconds: float = 60.0,
+                 find_onset: FindOnset | None = None, preroll: int = 0) -> None:
         self.canceller = canceller
+        self.find_onset, self.preroll = find_onset, preroll
         self._mic, self._far = AudioHistory(seconds), AudioHistory(seconds)
         self._settled_at: int | None = None
 
@@ -53,20 +66,37 @@ class EchoReplay:
         elif self._settled_at is None:
             self._settled_at = self._mic.end + self.canceller.latency_samples
 
-    def job(self, start: int, end: int) -> Callable[[], Samples] | None:
+    def job(self, start: int, end: int,
+            not_before: int = 0) -> Callable[[], Stretch] | None:
         """What computes the recognizer's copy of ``[start, end)`` again (to run off the
         event loop), or None when the copy already streamed is as good: the canceller had
-        settled before ``start``, or no far end played in the stretch (or it is longer than
-        ``LONGEST_S``)."""
+        settled before ``start``, or no far end played in the stretch or the seconds before
+        it (or it is longer than ``LONGEST_S``). With ``find_onset``, the copy begins earlier
+        where the speech did (never before ``not_before``, e.g. the end of a turn already
+        answered). Jobs run one at a time (``find_onset`` may hold state)."""
         if ((self._settled_at is not None and start >= self._settled_at)
                 or end - start > LONGEST_S * PROCESSING_RATE):
             return None
         lat = self.canceller.latency_samples
         first, last = max(self._mic.start, start - lat), end - lat
-        lead = max(self._mic.start, first - int(LEAD_S * PROCESSING_RATE))
+        search = first
+        if self.find_onset is not None:
+            search = min(first, max(self._mic.start, not_before - lat,
+                                    first - int(ONSET_S * PROCESSING_RATE)))
+        lead = max(self._mic.start, search - int(LEAD_S * PROCESSING_RATE))
         far = self._far.slice(lead, last)
         if not far.any():
             return None
         mic = self._mic.slice(lead, last)
-        replica = self.canceller.replica()
-        return lambda: cancel_recording(replica, mic, far).for_asr[first - lead:]
+        replica, find_onset = self.canceller.replica(), self.find_onset
+
+        def replay() -> Stretch:
+            out = cancel_recording(replica, mic, far)
+            begin = first
+            onset = (None if find_onset is None
+                     else find_onset(out.clean[search - lead:], first - search))
+            if onset is not None:
+                begin = max(search, search + onset - self.preroll)
+            return Stretch(begin + lat, out.for_asr[begin - lead:])
+
+        return replay

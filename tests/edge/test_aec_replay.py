@@ -102,7 +102,7 @@ def test_a_replay_leaves_the_canceller_as_it_was(impl: str) -> None:
         replay.push(s.mic[i: i + FRAME], s.far[i: i + FRAME])
     job = replay.job(0, half)
     assert job is not None
-    assert job().size == half - mine.latency_samples
+    assert job().audio.size == half - mine.latency_samples
     for i in range(0, half, FRAME):
         theirs.cancel(s.mic[i: i + FRAME], s.far[i: i + FRAME])
     rest = slice(half, s.mic.size // FRAME * FRAME)
@@ -149,11 +149,11 @@ class _Agent(EdgeAgent):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.finals: list[tuple[Decode, np.ndarray]] = []
+        self.finals: list[tuple[Decode, Heard]] = []
 
     def _on_decoded(self, action: Decode, future: asyncio.Future[Decoded[Heard]]) -> None:
         if action.final and not future.cancelled() and future.exception() is None:
-            self.finals.append((action, future.result().result.audio))
+            self.finals.append((action, future.result().result))
         super()._on_decoded(action, future)
 
 
@@ -170,15 +170,40 @@ def test_the_pipeline_decodes_an_early_talkers_turn_from_the_replay() -> None:
                                                     partial_interval_s=0)), asr=_Listener())
         agent = _Agent(FileDuplex(s.mic, realtime=False, far=s.far), stages, lockstep=True)
         asyncio.run(agent.run())
-        action, audio = next((a, x) for a, x in agent.finals if a.upto >= s.near_spans[0][1])
-        streamed = agent.history.slice(action.start, action.upto)
+        action, h = next((a, x) for a, x in agent.finals if a.upto >= s.near_spans[0][1])
+        audio, streamed = h.audio, agent.history.slice(h.start, action.upto)
         assert audio.size == streamed.size
         lat = stages.aec.latency_samples
-        near, talk = s.near[action.start - lat: action.upto - lat], s.double_talk[
-            action.start - lat: action.upto - lat]
+        near, talk = s.near[h.start - lat: action.upto - lat], s.double_talk[
+            h.start - lat: action.upto - lat]
         heard[replay] = near_end_loss(audio, near, talk).eaten
         if replay:
             assert near_end_loss(streamed, near, talk).eaten >= 0.1
         else:
             assert np.array_equal(audio, streamed)
     assert heard[True] <= 0.05 and heard[True] < heard[False] / 2, heard
+
+
+@pytest.mark.usefixtures("built_models")
+@pytest.mark.parametrize("seed", [0, 2])
+def test_the_replay_finds_where_an_early_talker_began(seed: int) -> None:
+    # Rooms 0 and 2 (numpy AEC): from a cold start the VAD, on the live clean output, hears
+    # the user 0.2-0.6 s after they began (0.3 s into the reply), so their first words are
+    # outside the turn. The first final's replay finds the speech already going on at the
+    # turn's start and goes back to where it began (less the preroll); the turn, and every
+    # later decode of it, starts there. Without the replay it stays late.
+    s = early_talker(seed)
+    onset, preroll = s.near_spans[0][0], int(0.25 * PROCESSING_RATE)
+    for replay in (True, False):
+        stages = replace(build_stages(load_settings(aec="numpy", aec_replay=replay,
+                                                    partial_interval_s=0)), asr=_Listener())
+        agent = _Agent(FileDuplex(s.mic, realtime=False, far=s.far), stages, lockstep=True)
+        asyncio.run(agent.run())
+        lat = stages.aec.latency_samples
+        (first, heard), (second, _) = agent.finals[:2]
+        assert first.start - lat > onset - preroll + int(0.05 * PROCESSING_RATE)  # late
+        if replay:
+            assert onset - preroll - int(0.1 * PROCESSING_RATE) <= heard.start - lat <= onset
+            assert second.start == heard.start
+        else:
+            assert heard.start == first.start

@@ -99,6 +99,24 @@ def test_resuming_after_the_commit_but_before_hearing_the_reply_continues_the_tu
     assert tt.current is not None and tt.current.start == 0
 
 
+def test_a_final_that_heard_the_speech_begin_earlier_moves_the_turns_start_back() -> None:
+    # A late VAD onset (echo cancellation still learning): the final decode found the user's
+    # speech 600 ms before it, and the turn sent, and any later decode of it, start there.
+    tt = TurnTaker(FixedTimeoutPolicy(200), TurnTimings(partial_every=0))
+    tt.speech_started(1000 * MS)
+    (d,) = tt.speech_ended(2000 * MS, 2100 * MS)
+    assert isinstance(d, Decode) and d.start == 750 * MS  # the onset less the preroll
+    tt.decoded(d.turn_id, d.upto, "I need a taxi", (), None, final=True, start=150 * MS)
+    actions = run_pause(tt, 2100, 2300)
+    final = next(a for a in actions if isinstance(a, SendFinal))
+    assert final.start == 150 * MS and final.end == 2000 * MS
+    assert tt.answered_until == 2000 * MS
+    # a partial's start says nothing about where the speech began
+    tt.speech_started(5000 * MS)
+    tt.decoded(tt.next_turn_id - 1, 5500 * MS, "and", (), None, final=False, start=0)
+    assert tt.current is not None and tt.current.start == 4750 * MS
+
+
 def test_a_click_is_not_a_turn_and_silence_is_not_answered() -> None:
     tt = TurnTaker(FixedTimeoutPolicy(200), TurnTimings(partial_every=0))
     tt.speech_started(1000 * MS)

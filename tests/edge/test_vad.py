@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.vad import SileroVad, SpeechEnded, SpeechPausing, SpeechStarted, VadConfig, VadEvent
+from edge.vad import (
+    SileroVad,
+    SpeechEnded,
+    SpeechPausing,
+    SpeechStarted,
+    VadConfig,
+    VadEvent,
+    speech_onset,
+)
 from models.corpus import espeak_utterance, silence
 from shared.audio import PROCESSING_RATE
 
@@ -59,3 +67,28 @@ def test_a_level_end_is_announced_one_window_before_it_is_confirmed(seed: int) -
     announced = [e for e in out if isinstance(e, SpeechPausing) and e.sample == end.sample]
     assert len(announced) == 1
     assert end.decided_at - announced[0].decided_at == 512  # one window sooner
+
+
+def test_speech_onset_finds_where_the_speech_going_on_began() -> None:
+    # Two sentences with a 0.6 s pause, and one word 0.15 s after the first: asked about a
+    # moment inside the speech, the VAD finds where that stretch began (the short pause is
+    # bridged, the long one is not); asked about a moment of silence, it finds none.
+    a = espeak_utterance("Could you book a table", voice="en-us", rate_wpm=165).audio
+    b = espeak_utterance("for two tonight?", voice="en-us", rate_wpm=165).audio
+    c = espeak_utterance("And a taxi at nine.", voice="en-us", rate_wpm=165).audio
+    parts = [silence(1.0), a, silence(0.15), b, silence(0.6), c, silence(0.5)]
+    audio = np.concatenate(parts).astype(np.float32)
+    audio += np.random.default_rng(0).standard_normal(audio.size).astype(np.float32) * 1e-3
+    starts = np.cumsum([0] + [x.size for x in parts])
+    first_sound = starts[1] + int(np.flatnonzero(np.abs(a) > 0.01)[0])
+    last_sound = starts[4] - b.size + int(np.flatnonzero(np.abs(b) > 0.01)[-1])
+    third = starts[5] + int(np.flatnonzero(np.abs(c) > 0.01)[0])
+    vad = SileroVad(VadConfig(min_silence_s=0.03, quiet_db=30.0))
+    tolerance = int(0.1 * PROCESSING_RATE)
+    for at in (starts[3] + 800, starts[4] - 800):  # inside "for two tonight?"
+        onset = speech_onset(vad, audio, at)
+        assert onset is not None and abs(onset - first_sound) <= tolerance, (at, onset)
+    onset = speech_onset(vad, audio, starts[6] - 800)  # inside the third sentence
+    assert onset is not None and abs(onset - third) <= tolerance and onset > last_sound
+    assert speech_onset(vad, audio, int(0.5 * PROCESSING_RATE)) is None  # before any speech
+    assert speech_onset(vad, audio, (last_sound + third) // 2) is None  # in the long pause
