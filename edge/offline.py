@@ -21,6 +21,9 @@ from edge.pipeline import EdgeAgent, TurnRecord
 from shared.audio import PROCESSING_RATE, read_wav, write_wav
 from shared.errors import AudioInputError
 
+# A live reply starts playing about this long after the end of speech (`make demo`: 0.5-0.6 s).
+REPLY_STARTS_S = 0.5
+
 
 def process_files(mic: Path, far: Path | None, clean_out: Path | None,
                   settings: EdgeSettings, memory: Path | None = None) -> dict[str, Any]:
@@ -31,10 +34,11 @@ def process_files(mic: Path, far: Path | None, clean_out: Path | None,
     far_audio = read_wav(far) if far is not None else None
     if far_audio is not None and far_audio.size == 0:
         raise AudioInputError(f"{far} holds no audio samples")
-    # No cloud answers offline: no partial hypotheses to show, and a turn, once over, is never
-    # continued (live, a user resuming before hearing the reply continues their turn).
+    # No cloud answers offline: no partial hypotheses to show. Live, a user who resumes before
+    # hearing the reply continues their turn; offline, one who resumes within the time a live
+    # reply takes to start playing.
     offline = settings.model_copy(update={"partial_interval_s": 0.0,
-                                          "continuation_window_s": 0.0})
+                                          "continuation_window_s": REPLY_STARTS_S})
     stages = build_stages(offline, echo_cancelling=far_audio is not None)
     recalled = recall_echo_path(stages.aec, memory)
     device = FileDuplex(mic_audio, realtime=False, far=far_audio)

@@ -147,3 +147,32 @@ def test_the_echo_path_learned_in_one_run_is_used_by_the_next(tmp_path: Path) ->
     assert talk["echo_memory"]["remembered_path"] == "taken over"
     heard = " ".join(seg["text"] for seg in talk["segments"])
     assert word_error_rate(" ".join(s.near_texts), heard) <= 0.5, heard
+
+
+def _sounding(text: str) -> np.ndarray:
+    audio = espeak_utterance(text, voice="en-us", rate_wpm=150).audio
+    loud = np.flatnonzero(np.abs(audio) > 0.01)
+    return audio[loud[0]: loud[-1] + 1]
+
+
+@pytest.mark.parametrize("pause_s, turns", [(0.3, 1), (1.0, 2)])
+def test_a_user_resuming_before_a_reply_could_play_continues_their_turn(
+        tmp_path: Path, pause_s: float, turns: int) -> None:
+    # The end-of-turn timeout here ends a turn 100 ms into any pause. Live, a user who goes
+    # on before hearing the reply continues their turn; offline, one who goes on within the
+    # ~0.5 s a live reply takes to start playing: one segment with all their words. After a
+    # 1 s pause, a new turn.
+    from edge.config import load_settings
+    from edge.offline import process_files
+    from shared.audio import write_wav
+
+    first, second = "Please call me a taxi", "to the airport at nine o clock."
+    audio = np.concatenate([silence(0.5), _sounding(first), silence(pause_s),
+                            _sounding(second), silence(1.5)]).astype(np.float32)
+    path = tmp_path / "resumed.wav"
+    write_wav(path, audio)
+    settings = load_settings(endpointing="timeout", timeout_ms=100)
+    segments = process_files(path, None, None, settings)["segments"]
+    assert len(segments) == turns, segments
+    heard = " ".join(s["text"] for s in segments)
+    assert word_error_rate(f"{first} {second}", heard) <= 0.25, heard
