@@ -2,7 +2,7 @@
 
 Both run the real thing end to end — a local cloud tier on Ray Serve, a file-mode edge in
 real time over WebRTC, the simulated room echo — on the benchmark scenes (several files,
-several turns, one barge-in). Latency is read from the files: the end of each user turn is
+several turns, two barge-ins). Latency is read from the files: the end of each user turn is
 known (the scenes are synthesized), the first reply sample is found on the speaker track.
 
 - ``parley``: speculative ASR at each pause, the end-of-turn detector, streamed clauses.

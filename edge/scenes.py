@@ -103,7 +103,7 @@ def sample_question() -> Scene:
 
 
 def bench_scenes() -> list[Scene]:
-    """The end-to-end benchmark's inputs: several files, several turns, one barge-in."""
+    """The end-to-end benchmark's inputs: several files, several turns, two barge-ins."""
     return [
         _compose("questions", [
             ("say", "What is the capital city of Australia?", 0, False), ("gap", "", 6.0, False),
@@ -122,6 +122,11 @@ def bench_scenes() -> list[Scene]:
             ("say", "Stop. What time is it in Tokyo?", 0, True), ("gap", "", 6.0, False),
             ("say", "Thank you very much.", 0, False),
         ], voice="en-us", rate=175),
+        # talking over the first reply from a cold start, a few hundred ms into it
+        _compose("barge_in_early", [
+            ("say", "Can you describe the city of Paris?", 0, False), ("gap", "", 1.0, False),
+            ("say", "Wait, tell me about Rome instead.", 0, True), ("gap", "", 6.0, False),
+        ], voice="en-gb-x-rp", rate=170),
     ]
 
 
