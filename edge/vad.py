@@ -173,7 +173,7 @@ class VoiceActivityDetector(abc.ABC):
 
 
 def speech_onset(vad: VoiceActivityDetector, audio: Samples, at: int,
-                 bridge_s: float = 0.3) -> int | None:
+                 bridge_s: float = 0.15) -> int | None:
     """Where the speech going on at sample ``at`` of ``audio`` began, as ``vad`` (reset
     first) hears it; None when it hears none going on there. Speech broken by pauses shorter
     than ``bridge_s`` counts as one stretch."""

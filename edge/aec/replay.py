@@ -19,9 +19,9 @@ over) and overlapped the far end. ``parley bench aec`` reports what it gives as 
 The same cold filter hides the start of such speech from the VAD, which runs on the live
 clean output: it finds the user up to a second late, in pieces. So, given ``find_onset`` (the
 pipeline's is :func:`edge.vad.speech_onset` with a VAD of its own), a replay also looks up to
-``ONSET_S`` before the stretch and, where the replayed clean signal shows the speech already
-going on at the stretch's start, gives the recognizer the audio from where it began (and
-``preroll`` before).
+``ONSET_S`` before the stretch: where the replayed clean signal shows that the speech the live
+VAD heard begin (``preroll`` into the stretch) began earlier, the recognizer gets the audio from
+there (and ``preroll`` before).
 """
 
 from __future__ import annotations
@@ -93,10 +93,11 @@ class EchoReplay:
         def replay() -> Stretch:
             out = cancel_recording(replica, mic, far)
             begin = first
+            heard_at = min(first + self.preroll, last) - search  # the VAD's onset, live
             onset = (None if find_onset is None
-                     else find_onset(out.clean[search - lead:], first - search))
+                     else find_onset(out.clean[search - lead:], heard_at))
             if onset is not None:
-                begin = max(search, search + onset - self.preroll)
+                begin = min(first, max(search, search + onset - self.preroll))
             return Stretch(begin + lat, out.for_asr[begin - lead:])
 
         return replay

@@ -70,13 +70,13 @@ def test_a_level_end_is_announced_one_window_before_it_is_confirmed(seed: int) -
 
 
 def test_speech_onset_finds_where_the_speech_going_on_began() -> None:
-    # Two sentences with a 0.6 s pause, and one word 0.15 s after the first: asked about a
+    # Two sentences with a 0.6 s pause, the first broken by a 0.05 s one: asked about a
     # moment inside the speech, the VAD finds where that stretch began (the short pause is
     # bridged, the long one is not); asked about a moment of silence, it finds none.
     a = espeak_utterance("Could you book a table", voice="en-us", rate_wpm=165).audio
     b = espeak_utterance("for two tonight?", voice="en-us", rate_wpm=165).audio
     c = espeak_utterance("And a taxi at nine.", voice="en-us", rate_wpm=165).audio
-    parts = [silence(1.0), a, silence(0.15), b, silence(0.6), c, silence(0.5)]
+    parts = [silence(1.0), a, silence(0.05), b, silence(0.6), c, silence(0.5)]
     audio = np.concatenate(parts).astype(np.float32)
     audio += np.random.default_rng(0).standard_normal(audio.size).astype(np.float32) * 1e-3
     starts = np.cumsum([0] + [x.size for x in parts])
