@@ -18,7 +18,7 @@ from edge.audio_io import FileDuplex
 from edge.config import EdgeSettings
 from edge.factory import build_stages
 from edge.pipeline import EdgeAgent, TurnRecord
-from shared.audio import PROCESSING_RATE, read_wav, write_wav
+from shared.audio import PROCESSING_RATE, Samples, read_wav, write_wav
 from shared.errors import AudioInputError
 
 # A live reply starts playing about this long after the end of speech (`make demo`: 0.5-0.6 s).
@@ -34,6 +34,18 @@ def process_files(mic: Path, far: Path | None, clean_out: Path | None,
     far_audio = read_wav(far) if far is not None else None
     if far_audio is not None and far_audio.size == 0:
         raise AudioInputError(f"{far} holds no audio samples")
+    result, clean = process_audio(mic_audio, far_audio, settings, memory,
+                                  keep_clean=clean_out is not None)
+    if clean_out is not None and clean is not None:
+        write_wav(clean_out, clean)
+    return result
+
+
+def process_audio(mic_audio: Samples, far_audio: Samples | None, settings: EdgeSettings,
+                  memory: Path | None = None,
+                  keep_clean: bool = False) -> tuple[dict[str, Any], Samples | None]:
+    """:func:`process_files` on audio at 16 kHz: its result, and the echo-cancelled mic
+    signal when ``keep_clean``."""
     # No cloud answers offline: no partial hypotheses to show. Live, a user who resumes before
     # hearing the reply continues their turn; offline, one who resumes within the time a live
     # reply takes to start playing.
@@ -42,13 +54,11 @@ def process_files(mic: Path, far: Path | None, clean_out: Path | None,
     stages = build_stages(offline, echo_cancelling=far_audio is not None)
     recalled = recall_echo_path(stages.aec, memory)
     device = FileDuplex(mic_audio, realtime=False, far=far_audio)
-    agent = EdgeAgent(device, stages, keep_clean=clean_out is not None, lockstep=True)
+    agent = EdgeAgent(device, stages, keep_clean=keep_clean, lockstep=True)
     t0 = time.perf_counter()
     asyncio.run(agent.run())
     elapsed = time.perf_counter() - t0
     kept = keep_echo_path(stages.aec, memory)
-    if clean_out is not None:
-        write_wav(clean_out, agent.clean_track[: mic_audio.size])
     audio_s = mic_audio.size / PROCESSING_RATE
     segments = [segment(r) for r in sorted(agent.records.values(), key=lambda r: r.start)
                 if r.final_sent is not None and not r.cancelled]
@@ -61,7 +71,7 @@ def process_files(mic: Path, far: Path | None, clean_out: Path | None,
     if memory is not None and isinstance(stages.aec, EchoCanceller):
         result["echo_memory"] = {"file": str(memory), "recalled": recalled, "kept": kept,
                                  "remembered_path": stages.aec.stats.remembered_path}
-    return result
+    return result, agent.clean_track[: mic_audio.size] if keep_clean else None
 
 
 def segment(r: TurnRecord) -> dict[str, Any]:

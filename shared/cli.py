@@ -40,6 +40,7 @@ BENCH_COMMANDS: dict[str, tuple[str, str, str]] = {
     "aec": ("edge.aec.bench", "bench_app", "Echo cancellation on the room-echo test."),
     "cloud": ("cloud.bench", "bench_app", "First audio over WebRTC, 1 vs N sessions."),
     "e2e": ("edge.e2e_bench", "bench_app", "End-to-end latency against a naive cascade."),
+    "talk": ("edge.talk_bench", "bench_app", "The user over the agent, whole edge pipeline."),
     "endpointing": ("edge.endpointing.bench", "bench_app", "End-of-turn detector vs timeouts."),
 }
 

@@ -84,7 +84,7 @@ def aec(
     count_speech = _vad_counter() if vad else None
     transcribe = _remembering(_transcriber()) if asr else None
     rooms = range(first_seed, first_seed + seeds)
-    voices = {s: _far_voice(far_voice, s) for s in rooms}
+    voices = {s: far_voice_for(far_voice, s) for s in rooms}
     scenes = [seed_scenes(s, voices[s], drift_ppm, rt60_s) for s in rooms]
     results: dict[str, list[SceneResult]] = {}
     for name in names:
@@ -97,7 +97,7 @@ def aec(
     typer.echo(json.dumps(report, indent=1) if as_json else _table(summaries))
 
 
-def _far_voice(choice: str, seed: int) -> Samples | None:
+def far_voice_for(choice: str, seed: int) -> Samples | None:
     wants_piper = choice == "piper" or (choice == "mixed" and seed % 2 == 1)
     return _piper_far_end(seed) if wants_piper else None
 

@@ -210,15 +210,20 @@ def pooled_word_error_rates(results: list[SceneResult]) -> tuple[
                            for ref, hyp in zip(r.said, r.heard[k], strict=True)], dtype=float)
               for k in rs[0].heard}
     words = counts["alone"][:, 1]
-    draws = np.random.default_rng(0).integers(0, words.size, (BOOTSTRAP_RESAMPLES, words.size))
     pooled = {k: float(c[:, 0].sum() / words.sum()) for k, c in counts.items()}
-    intervals: dict[str, tuple[float, float]] = {}
-    for k, c in counts.items():
-        if k != "alone":
-            diff = (c[:, 0] - counts["alone"][:, 0])[draws].sum(axis=1) / words[draws].sum(axis=1)
-            low, high = np.percentile(diff, [5.0, 95.0])
-            intervals[k] = (float(low), float(high))
+    intervals = {k: paired_interval(c[:, 0], counts["alone"][:, 0], words)
+                 for k, c in counts.items() if k != "alone"}
     return pooled, intervals
+
+
+def paired_interval(errors: np.ndarray, reference_errors: np.ndarray,
+                    words: np.ndarray) -> tuple[float, float]:
+    """90 % paired bootstrap interval (items resampled, fixed seed) of the pooled WER of
+    ``errors`` minus that of ``reference_errors``, both counted per item over ``words``."""
+    draws = np.random.default_rng(0).integers(0, words.size, (BOOTSTRAP_RESAMPLES, words.size))
+    diff = (errors - reference_errors)[draws].sum(axis=1) / words[draws].sum(axis=1)
+    low, high = np.percentile(diff, [5.0, 95.0])
+    return float(low), float(high)
 
 
 # "[ Inaudible ]", "(music)", and the same cut short by the end of the decode ("[ Inaud").

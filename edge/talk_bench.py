@@ -1,0 +1,126 @@
+"""``parley bench talk``: the user talking over the agent, through the whole edge pipeline.
+
+For each room of ``parley bench aec`` (the same seeds, rooms and voices) the double-talk
+scene runs through what ``parley edge process --far`` runs — echo cancellation from a cold
+start, VAD, turn-taking, speculative finals, replays — and the same user without the echo
+through what ``parley edge process`` runs on the mic alone. The words of all segments of a
+file, joined, are scored against what the user said: the WER pooled over rooms with and
+without the echo, and the 90 % paired bootstrap interval of the difference (rooms
+resampled). ``--user-at`` moves the user's first words that far into the agent's reply
+(0.3: the early talker, before the canceller has learned the room).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from edge.aec import livekit_available
+from edge.aec.bench import far_voice_for
+from edge.aec.evaluate import paired_interval, spoken
+from edge.config import EdgeSettings, load_settings
+from edge.offline import process_audio
+from edge.room import Scene, build_scene, random_levels, random_room
+from shared.audio import Samples
+from shared.errors import ConfigError
+from shared.text import word_errors
+
+bench_app = typer.Typer(help="The user over the agent, through the whole edge pipeline.")
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """One file through the pipeline: the words of its segments, and their count."""
+
+    text: str
+    segments: int
+    aec_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    seed: int
+    said: str
+    echo: Heard
+    alone: Heard
+
+
+@bench_app.command()
+def talk(
+    seeds: Annotated[int, typer.Option(help="Rooms (seeds of parley bench aec).")] = 30,
+    first_seed: Annotated[int, typer.Option(help="Seed of the first room.")] = 0,
+    user_at: Annotated[float | None, typer.Option(
+        help="The user starts this many seconds into the reply (default: the room's "
+             "1.5-4 s).")] = None,
+    far_voice: Annotated[str, typer.Option(
+        help="Far-end voice: espeak, piper, or mixed (odd seeds piper).")] = "mixed",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """WER of the user's words with the agent's echo and without, through the pipeline."""
+    if (seeds < 1 or first_seed < 0 or far_voice not in {"espeak", "piper", "mixed"}
+            or (user_at is not None and not 0.0 <= user_at <= 6.0)):
+        raise ConfigError(f"bad arguments: seeds {seeds} from {first_seed}, far voice "
+                          f"{far_voice!r}, user at {user_at} s (0-6)")
+    settings = load_settings()
+    rooms = [measure_room(seed, far_voice, user_at, settings)
+             for seed in range(first_seed, first_seed + seeds)]
+    aec = settings.aec if settings.aec != "auto" else (
+        "livekit" if livekit_available() else "numpy")
+    report = summarize(rooms) | {"user_at_s": user_at, "aec": aec}
+    typer.echo(json.dumps(report, indent=1) if as_json else _render(report))
+
+
+def talk_scene(seed: int, far_voice: str, user_at: float | None) -> Scene:
+    levels = random_levels(seed)
+    if user_at is not None:
+        levels = replace(levels, near_start_s=user_at)
+    return build_scene("double_talk", seed, room=random_room(seed), levels=levels,
+                       far_voice=far_voice_for(far_voice, seed))
+
+
+def measure_room(seed: int, far_voice: str, user_at: float | None,
+                 settings: EdgeSettings) -> Room:
+    scene = talk_scene(seed, far_voice, user_at)
+    return Room(seed, " ".join(scene.near_texts),
+                echo=hear(scene.mic, scene.far, settings),
+                alone=hear((scene.near + scene.noise).astype(np.float32), None, settings))
+
+
+def hear(mic: Samples, far: Samples | None, settings: EdgeSettings) -> Heard:
+    result, _ = process_audio(mic, far, settings)
+    text = spoken(" ".join(s["text"] for s in result["segments"]))
+    return Heard(text, len(result["segments"]), float(result["stage_ms"]["aec"]))
+
+
+def summarize(rooms: list[Room]) -> dict[str, Any]:
+    echo = np.array([word_errors(r.said, r.echo.text) for r in rooms], dtype=float)
+    alone = np.array([word_errors(r.said, r.alone.text) for r in rooms], dtype=float)
+    words = alone[:, 1]
+    return {
+        "rooms": len(rooms),
+        "wer": {"echo": round(float(echo[:, 0].sum() / words.sum()), 3),
+                "alone": round(float(alone[:, 0].sum() / words.sum()), 3)},
+        "echo_minus_alone_90": [round(x, 3) for x in paired_interval(echo[:, 0], alone[:, 0],
+                                                                     words)],
+        "segments": {"echo": sum(r.echo.segments for r in rooms),
+                     "alone": sum(r.alone.segments for r in rooms),
+                     "utterances": 2 * len(rooms)},
+        "aec_ms_per_file_median": round(float(np.median([r.echo.aec_ms for r in rooms])), 1),
+        "per_room": [{"seed": r.seed, "said": r.said, "echo": r.echo.text,
+                      "alone": r.alone.text} for r in rooms],
+    }
+
+
+def _render(report: dict[str, Any]) -> str:
+    w, low_high = report["wer"], report["echo_minus_alone_90"]
+    at = report["user_at_s"]
+    return (f"{report['rooms']} rooms, user {'1.5-4' if at is None else at} s into the reply, "
+            f"aec {report['aec']}: WER with echo {w['echo']:.3f}, alone {w['alone']:.3f}, "
+            f"difference 90 % interval [{low_high[0]:+.3f}, {low_high[1]:+.3f}]; segments "
+            f"{report['segments']['echo']} / {report['segments']['alone']} for "
+            f"{report['segments']['utterances']} utterances; AEC "
+            f"{report['aec_ms_per_file_median']:.0f} ms per file (median)")
