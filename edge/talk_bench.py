@@ -33,8 +33,8 @@ bench_app = typer.Typer(help="The user over the agent, through the whole edge pi
 
 
 @dataclass(frozen=True, slots=True)
-class Heard:
-    """One file through the pipeline: the words of its segments, and their count."""
+class Transcribed:
+    """One file through the pipeline: the words of its segments, their count, the AEC's cost."""
 
     text: str
     segments: int
@@ -45,8 +45,8 @@ class Heard:
 class Room:
     seed: int
     said: str
-    echo: Heard
-    alone: Heard
+    echo: Transcribed
+    alone: Transcribed
 
 
 @bench_app.command()
@@ -90,10 +90,10 @@ def measure_room(seed: int, far_voice: str, user_at: float | None,
                 alone=hear((scene.near + scene.noise).astype(np.float32), None, settings))
 
 
-def hear(mic: Samples, far: Samples | None, settings: EdgeSettings) -> Heard:
+def hear(mic: Samples, far: Samples | None, settings: EdgeSettings) -> Transcribed:
     result, _ = process_audio(mic, far, settings)
     text = spoken(" ".join(s["text"] for s in result["segments"]))
-    return Heard(text, len(result["segments"]), float(result["stage_ms"]["aec"]))
+    return Transcribed(text, len(result["segments"]), float(result["stage_ms"]["aec"]))
 
 
 def summarize(rooms: list[Room]) -> dict[str, Any]:

@@ -174,5 +174,8 @@ def test_a_user_resuming_before_a_reply_could_play_continues_their_turn(
     settings = load_settings(endpointing="timeout", timeout_ms=100)
     segments = process_files(path, None, None, settings)["segments"]
     assert len(segments) == turns, segments
+    second_starts = 0.5 + _sounding(first).size / PROCESSING_RATE + pause_s
+    assert segments[-1]["end_s"] > second_starts  # the last segment holds the second part
+    assert segments[0]["start_s"] < 0.5  # and the first one the first part
     heard = " ".join(s["text"] for s in segments)
-    assert word_error_rate(f"{first} {second}", heard) <= 0.25, heard
+    assert word_error_rate(f"{first} {second}", heard) <= 0.5, heard  # tiny.en, eSpeak
