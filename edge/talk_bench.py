@@ -20,7 +20,7 @@ import numpy as np
 import typer
 
 from edge.aec import livekit_available
-from edge.aec.bench import far_voice_for
+from edge.aec.bench import FAR_VOICE_HELP, FAR_VOICES, far_voice_for
 from edge.aec.evaluate import paired_interval, spoken
 from edge.config import EdgeSettings, load_settings
 from edge.offline import process_audio
@@ -57,11 +57,11 @@ def talk(
         help="The user starts this many seconds into the reply (default: the room's "
              "1.5-4 s).")] = None,
     far_voice: Annotated[str, typer.Option(
-        help="Far-end voice: espeak, piper, or mixed (odd seeds piper).")] = "mixed",
+        help=FAR_VOICE_HELP)] = "mixed",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """WER of the user's words with the agent's echo and without, through the pipeline."""
-    if (seeds < 1 or first_seed < 0 or far_voice not in {"espeak", "piper", "mixed"}
+    if (seeds < 1 or first_seed < 0 or far_voice not in FAR_VOICES
             or (user_at is not None and not 0.0 <= user_at <= 6.0)):
         raise ConfigError(f"bad arguments: seeds {seeds} from {first_seed}, far voice "
                           f"{far_voice!r}, user at {user_at} s (0-6)")

@@ -37,6 +37,9 @@ from shared.errors import ConfigError
 
 bench_app = typer.Typer(help="Echo cancellation on the room-echo test.")
 
+FAR_VOICES = ("espeak", "piper", "mixed")  # see far_voice_for
+FAR_VOICE_HELP = "Far-end voice: espeak, piper, or mixed (odd seeds piper)."
+
 
 def implementations() -> dict[str, tuple[Make, EchoSettings]]:
     """Name -> (factory, settings) of every canceller that can run here."""
@@ -64,7 +67,7 @@ def aec(
     first_seed: Annotated[int, typer.Option(help="Seed of the first room.")] = 0,
     only: Annotated[str, typer.Option(help="Comma-separated implementations (default all).")] = "",
     far_voice: Annotated[str, typer.Option(
-        help="Far-end voice: espeak, piper, or mixed (odd seeds piper).")] = "mixed",
+        help=FAR_VOICE_HELP)] = "mixed",
     drift_ppm: Annotated[float, typer.Option(
         help="Speaker clock this much faster than the mic's in every room (two devices).")] = 0.0,
     rt60_s: Annotated[float | None, typer.Option(
@@ -76,7 +79,7 @@ def aec(
     impls = implementations()
     names = [n.strip() for n in only.split(",") if n.strip()] or list(impls)
     unknown = [n for n in names if n not in impls]
-    if (unknown or seeds < 1 or first_seed < 0 or far_voice not in {"espeak", "piper", "mixed"}
+    if (unknown or seeds < 1 or first_seed < 0 or far_voice not in FAR_VOICES
             or not abs(drift_ppm) <= 1000 or (rt60_s is not None and not 0.05 <= rt60_s <= 3)):
         raise ConfigError(f"bad arguments: implementations {unknown} (known {list(impls)}), "
                           f"seeds {seeds} from {first_seed}, far voice {far_voice!r}, "
