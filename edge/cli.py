@@ -24,13 +24,16 @@ def process(
     echo_memory: Annotated[Path | None, typer.Option(
         help="Start the echo canceller from the echo path kept in this file (if it is there) "
              "and keep what it learned there afterwards.")] = None,
+    causal: Annotated[bool, typer.Option(
+        "--causal", help="Cancel the echo as the live agent does from a cold start: no "
+                         "first pass over the recording to learn the room.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run AEC, VAD, ASR and prosody over files, offline (no cloud)."""
     from edge.offline import process_files
 
     settings = load_settings(config)
-    result = process_files(mic, far, clean_out, settings, echo_memory)
+    result = process_files(mic, far, clean_out, settings, echo_memory, causal)
     if as_json:
         typer.echo(json.dumps(result))
         return

@@ -1,13 +1,15 @@
 """``parley bench talk``: the user talking over the agent, through the whole edge pipeline.
 
 For each room of ``parley bench aec`` (the same seeds, rooms and voices) the double-talk
-scene runs through what ``parley edge process --far`` runs — echo cancellation from a cold
-start, VAD, turn-taking, speculative finals, replays — and the same user without the echo
-through what ``parley edge process`` runs on the mic alone. The words of all segments of a
-file, joined, are scored against what the user said: the WER pooled over rooms with and
-without the echo, and the 90 % paired bootstrap interval of the difference (rooms
-resampled). ``--user-at`` moves the user's first words that far into the agent's reply
-(0.3: the early talker, before the canceller has learned the room).
+scene runs through what ``parley edge process --far`` runs — echo cancellation after a
+learning pass over the recording, VAD, turn-taking, speculative finals — and through what
+``--causal`` runs, as the live agent hears it from a cold start (replays included), and the
+same user without the echo through what ``parley edge process`` runs on the mic alone. The
+words of all segments of a file, joined, are scored against what the user said: the WER
+pooled over rooms with the echo (both ways) and without, and the 90 % paired bootstrap
+intervals of the differences (rooms resampled). ``--user-at`` moves the user's first words
+that far into the agent's reply (0.3: the early talker, before a cold canceller has learned
+the room).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class Transcribed:
 class Room:
     seed: int
     said: str
-    echo: Transcribed
+    echo: Transcribed  # edge process --far
+    live: Transcribed  # the same, --causal
     alone: Transcribed
 
 
@@ -87,40 +90,48 @@ def measure_room(seed: int, far_voice: str, user_at: float | None,
     scene = talk_scene(seed, far_voice, user_at)
     return Room(seed, " ".join(scene.near_texts),
                 echo=hear(scene.mic, scene.far, settings),
+                live=hear(scene.mic, scene.far, settings, causal=True),
                 alone=hear((scene.near + scene.noise).astype(np.float32), None, settings))
 
 
-def hear(mic: Samples, far: Samples | None, settings: EdgeSettings) -> Transcribed:
-    result, _ = process_audio(mic, far, settings)
+def hear(mic: Samples, far: Samples | None, settings: EdgeSettings,
+         causal: bool = False) -> Transcribed:
+    result, _ = process_audio(mic, far, settings, causal=causal)
     text = spoken(" ".join(s["text"] for s in result["segments"]))
     return Transcribed(text, len(result["segments"]), float(result["stage_ms"]["aec"]))
 
 
 def summarize(rooms: list[Room]) -> dict[str, Any]:
-    echo = np.array([word_errors(r.said, r.echo.text) for r in rooms], dtype=float)
-    alone = np.array([word_errors(r.said, r.alone.text) for r in rooms], dtype=float)
-    words = alone[:, 1]
+    said = [r.said for r in rooms]
+    ways = {"echo": [r.echo for r in rooms], "live": [r.live for r in rooms],
+            "alone": [r.alone for r in rooms]}
+    errors = {k: np.array([word_errors(s, t.text) for s, t in zip(said, v, strict=True)],
+                          dtype=float) for k, v in ways.items()}
+    words = errors["alone"][:, 1]
+    alone = errors["alone"][:, 0]
     return {
         "rooms": len(rooms),
-        "wer": {"echo": round(float(echo[:, 0].sum() / words.sum()), 3),
-                "alone": round(float(alone[:, 0].sum() / words.sum()), 3)},
-        "echo_minus_alone_90": [round(x, 3) for x in paired_interval(echo[:, 0], alone[:, 0],
-                                                                     words)],
-        "segments": {"echo": sum(r.echo.segments for r in rooms),
-                     "alone": sum(r.alone.segments for r in rooms),
-                     "utterances": 2 * len(rooms)},
-        "aec_ms_per_file_median": round(float(np.median([r.echo.aec_ms for r in rooms])), 1),
-        "per_room": [{"seed": r.seed, "said": r.said, "echo": r.echo.text,
+        "wer": {k: round(float(e[:, 0].sum() / words.sum()), 3) for k, e in errors.items()},
+        **{f"{k}_minus_alone_90": [round(x, 3) for x in paired_interval(errors[k][:, 0], alone,
+                                                                        words)]
+           for k in ("echo", "live")},
+        "segments": {k: sum(t.segments for t in v) for k, v in ways.items()}
+        | {"utterances": 2 * len(rooms)},
+        "aec_ms_per_file_median": {k: round(float(np.median([t.aec_ms for t in ways[k]])), 1)
+                                   for k in ("echo", "live")},
+        "per_room": [{"seed": r.seed, "said": r.said, "echo": r.echo.text, "live": r.live.text,
                       "alone": r.alone.text} for r in rooms],
     }
 
 
 def _render(report: dict[str, Any]) -> str:
-    w, low_high = report["wer"], report["echo_minus_alone_90"]
-    at = report["user_at_s"]
+    w, at, seg, aec = (report["wer"], report["user_at_s"], report["segments"],
+                       report["aec_ms_per_file_median"])
+    lo, hi = report["echo_minus_alone_90"]
+    live_lo, live_hi = report["live_minus_alone_90"]
     return (f"{report['rooms']} rooms, user {'1.5-4' if at is None else at} s into the reply, "
-            f"aec {report['aec']}: WER with echo {w['echo']:.3f}, alone {w['alone']:.3f}, "
-            f"difference 90 % interval [{low_high[0]:+.3f}, {low_high[1]:+.3f}]; segments "
-            f"{report['segments']['echo']} / {report['segments']['alone']} for "
-            f"{report['segments']['utterances']} utterances; AEC "
-            f"{report['aec_ms_per_file_median']:.0f} ms per file (median)")
+            f"aec {report['aec']}: WER with echo {w['echo']:.3f} (difference to alone, 90 % "
+            f"interval [{lo:+.3f}, {hi:+.3f}]), --causal {w['live']:.3f} ([{live_lo:+.3f}, "
+            f"{live_hi:+.3f}]), alone {w['alone']:.3f}; segments {seg['echo']} / "
+            f"{seg['live']} / {seg['alone']} for {seg['utterances']} utterances; AEC "
+            f"{aec['echo']:.0f} / {aec['live']:.0f} ms per file (median)")

@@ -189,14 +189,23 @@ class EchoCanceller(ABC):
         linear = self._linear_stage()
         return linear is None or linear.settled
 
-    def replica(self) -> EchoCanceller:
-        """An independent copy that cancels past audio again with what this canceller has
-        learned by now (see :mod:`edge.aec.replay`); feed it from earlier on (it reads the
-        far end at the delay estimated now). This canceller is not touched."""
-        twin = copy.deepcopy(self)
-        linear = twin._linear_stage()
+    def rewind(self, back: int, follow_delay: bool = True) -> None:
+        """Get ready to cancel audio from ``back`` samples before now again, with what has
+        been learned since (see :meth:`edge.aec.linear.LinearEchoStage.rewind`): a
+        recording's second pass, or a replay (:meth:`replica`). Whatever is still in the
+        canceller's latency belongs to the later audio: push ``latency_samples`` of silence
+        first (:func:`cancel_recording` does). A canceller with no linear filter has nothing
+        to rewind."""
+        linear = self._linear_stage()
         if linear is not None:
-            linear.rewind()
+            linear.rewind(back, follow_delay)
+
+    def replica(self, back: int = 0) -> EchoCanceller:
+        """An independent copy that cancels past audio again, from ``back`` samples before
+        now, with what this canceller has learned by now (see :mod:`edge.aec.replay`). This
+        canceller is not touched."""
+        twin = copy.deepcopy(self)
+        twin.rewind(back, follow_delay=False)
         return twin
 
     @property

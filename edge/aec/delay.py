@@ -174,6 +174,15 @@ class DelayEstimator:
         self.reset()
 
     def reset(self) -> None:
+        self._forget_sound()
+        self.delay_samples: int | None = None
+        self.peak_ratio = 0.0
+        self._now = 0
+        self._track.reset()
+        self.slid = False
+        self.jump = 0.0
+
+    def _forget_sound(self) -> None:
         span = self.window + self.max_lag
         self._far = np.zeros(span, dtype=np.float64)
         self._mic = np.zeros(self.window, dtype=np.float64)
@@ -183,12 +192,15 @@ class DelayEstimator:
         self._updates = 0
         self._candidate: int | None = None
         self._votes = 0
-        self.delay_samples: int | None = None
-        self.peak_ratio = 0.0
-        self._now = 0
-        self._track.reset()
-        self.slid = False
-        self.jump = 0.0
+
+    def rewind(self, back: int, delay_samples: int | None) -> None:
+        """Go on over audio from ``back`` samples before now (a recording's second pass),
+        where the delay was ``delay_samples``: the sound heard so far is later audio and
+        goes; the drift line measured so far stays (it runs through the earlier audio too),
+        so finding the delay of then is no change, while a jump is followed as live."""
+        self._forget_sound()
+        self._now -= back
+        self.delay_samples = delay_samples
 
     @property
     def drift(self) -> float:

@@ -133,13 +133,28 @@ class LinearEchoStage:
         frames of far end (or a remembered path took over): what it still learns is detail."""
         return self._aligned is not None and self._learned_frames >= _SETTLED_FRAMES
 
-    def rewind(self) -> None:
-        """Get ready to cancel earlier audio again with what has been learned: forget the
-        far end heard so far (what comes next is older), and stop estimating the delay (the
-        jump back in time is not a delay change): the far end stays read where it is now."""
+    def rewind(self, back: int = 0, follow_delay: bool = True) -> None:
+        """Get ready to cancel earlier audio again, from ``back`` samples before now, with
+        what has been learned. The far end heard so far is forgotten (what comes next is
+        older), and the filter slides back along the clock drift followed so far (the delay
+        was that much different then). With ``follow_delay`` the delay estimate goes on
+        from the delay of then (see :meth:`edge.aec.delay.DelayEstimator.rewind`): the jump
+        back in time is no delay change, drift and jumps within the earlier audio are
+        followed as live. Without it (a replay of a few seconds, at half the cost) the delay
+        stays where it is now."""
         self._history.reset()
-        self._estimator = None
-        self._unslid = 0.0
+        estimator = self._estimator
+        if estimator is None:
+            return
+        earlier = -estimator.drift * back if self.settings.track_drift else 0.0
+        self._unslid += earlier
+        if abs(self._unslid) >= _SLIDE_STEP:
+            self._slide(self._unslid)
+        if not follow_delay:
+            self._estimator = None
+        else:
+            estimator.rewind(back, None if self.delay_samples is None
+                             else round(self.delay_samples + earlier))
 
     def _delay_known(self) -> bool:
         return self.delay_estimated or self._estimator is None
@@ -158,12 +173,7 @@ class LinearEchoStage:
             if sliding:
                 self._unslid += estimator.drift * len(far) + estimator.jump
             if abs(self._unslid) >= _SLIDE_STEP:
-                self._filter.slide(self._unslid)
-                if self._candidate is not None:
-                    self._candidate.filter.slide(self._unslid)
-                if self._aligned is not None:
-                    self._aligned += self._unslid
-                self._unslid = 0.0
+                self._slide(self._unslid)
         self._history.push(far)
         spectra, power = self._history.window(self.delay_frames, self.partitions)
         out = self._filter.process(mic, spectra, power)
@@ -174,6 +184,16 @@ class LinearEchoStage:
         if self._late is not None:
             self._late.update(self._filter.coefficient_power, power[-1])
         return self._guard(mic, out)
+
+    def _slide(self, samples: float) -> None:
+        """Move the filter (and a remembered path on probation) ``samples`` along."""
+        if samples:
+            self._filter.slide(samples)
+            if self._candidate is not None:
+                self._candidate.filter.slide(samples)
+            if self._aligned is not None:
+                self._aligned += samples
+        self._unslid = 0.0
 
     def _guard(self, mic: np.ndarray, out: FilterOutput) -> FilterOutput:
         """A right echo estimate can only make the mic quieter. When subtracting it makes the

@@ -88,7 +88,8 @@ class EchoReplay:
         if not far.any():
             return None
         mic = self._mic.slice(lead, last)
-        replica, find_onset = self.canceller.replica(), self.find_onset
+        replica = self.canceller.replica(back=self._mic.end - lead)
+        find_onset = self.find_onset
 
         def replay() -> Stretch:
             out = cancel_recording(replica, mic, far)

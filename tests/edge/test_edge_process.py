@@ -117,6 +117,7 @@ def test_the_agents_echo_is_not_transcribed_and_the_user_over_it_is(tmp_path: Pa
     _, mic, far = files("far_only")
     assert process(mic)["segments"], "without --far the echo is the agent's words"
     assert process(mic, "--far", str(far))["segments"] == []
+    assert process(mic, "--far", str(far), "--causal")["segments"] == []  # as live, cold
     talk, mic, far = files("double_talk")
     segments = process(mic, "--far", str(far))["segments"]
     heard = " ".join(seg["text"] for seg in segments)
