@@ -133,7 +133,7 @@ class LinearEchoStage:
         frames of far end (or a remembered path took over): what it still learns is detail."""
         return self._aligned is not None and self._learned_frames >= _SETTLED_FRAMES
 
-    def rewind(self, back: int = 0, follow_delay: bool = True) -> None:
+    def rewind(self, back: int, follow_delay: bool = True) -> None:
         """Get ready to cancel earlier audio again, from ``back`` samples before now, with
         what has been learned. The far end heard so far is forgotten (what comes next is
         older), and the filter slides back along the clock drift followed so far (the delay
