@@ -92,11 +92,12 @@ def process_audio(mic_audio: Samples, far_audio: Samples | None, settings: EdgeS
 
 
 def learn_the_room(aec: EchoCanceller, mic: Samples, far: Samples) -> None:
-    """Run the first ``LEARN_S`` of the recording through ``aec`` (output unused, the
-    canceller's latency flushed with silence), then rewind it to the recording's start."""
+    """Run the first ``LEARN_S`` of the recording through ``aec``, which starts at the
+    recording's start (output unused, the canceller's latency flushed with silence), then
+    rewind it there: by every frame it has heard."""
     n = min(mic.size, int(LEARN_S * PROCESSING_RATE))
     cancel_recording(aec, mic[:n], far[:n])
-    aec.rewind(-(-(n + aec.latency_samples) // FRAME_SAMPLES) * FRAME_SAMPLES)
+    aec.rewind(aec.stats.frames * FRAME_SAMPLES)
 
 
 def segment(r: TurnRecord) -> dict[str, Any]:
