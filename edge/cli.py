@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
+from edge.calibrate import LEVEL_DB, SECONDS
 from edge.config import load_settings
+from shared.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True, help="The edge agent: live, or offline over files.")
 
@@ -61,6 +63,41 @@ def run(
     settings = load_settings(config, cloud_url=cloud or None, token=token or None,
                              aec_memory=echo_memory)
     asyncio.run(run_live(settings, _device_id(input_device), _device_id(output_device)))
+
+
+@app.command()
+def calibrate(
+    input_device: Annotated[str | None, typer.Option(help="Input device name or index.")] = None,
+    output_device: Annotated[str | None, typer.Option(help="Output device name or index.")]
+    = None,
+    config: Annotated[Path | None, typer.Option(help="Edge settings (TOML).")] = None,
+    echo_memory: Annotated[str | None, typer.Option(
+        help="Where to keep the learned echo path: a file, or 'auto' (the default: "
+             "$XDG_STATE_HOME/parley/echo-path.npz, where 'parley edge run' looks).")] = None,
+    seconds: Annotated[float, typer.Option(min=3.0, max=30.0,
+                                           help="How long the noise plays.")] = SECONDS,
+    level_db: Annotated[float, typer.Option(max=-6.0, help="Its level, dBFS RMS (about the "
+                                            "level of the agent's voice).")] = LEVEL_DB,
+) -> None:
+    """Learn the room's echo before the first conversation: play a few seconds of noise
+    through the speaker and keep the echo path where 'parley edge run' starts from."""
+    from edge.calibrate import JUDGE_S, calibration_sound
+    from edge.calibrate import calibrate as learn
+    from edge.factory import echo_canceller
+    from edge.sounddevice_io import SoundDeviceDuplex
+
+    settings = load_settings(config, aec_memory=echo_memory)
+    keep = settings.echo_memory_file()
+    if keep is None:
+        raise ConfigError("the echo memory is off (aec_memory): name a file with "
+                          "--echo-memory FILE")
+    canceller = echo_canceller(settings)
+    device = SoundDeviceDuplex(_device_id(input_device), _device_id(output_device))
+    found = asyncio.run(learn(device, canceller, calibration_sound(seconds, level_db), keep))
+    delay = "?" if found.delay_ms is None else f"{found.delay_ms:.0f} ms"
+    typer.echo(f"kept the echo path in {keep}: delay {delay}, the noise's echo "
+               f"{found.heard_db:.0f} dB above the room's noise, {found.cancelled_db:.0f} dB "
+               f"of it cancelled over its last {JUDGE_S:.0f} s")
 
 
 def _device_id(value: str | None) -> str | int | None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from functools import partial
 
-from edge.aec.base import Cancelled
+from edge.aec.base import Cancelled, EchoCanceller
 from edge.aec.replay import EchoReplay
 from edge.config import EdgeSettings
 from edge.pipeline import EdgeStages
 from edge.turns import EndOfTurnPolicy, FixedTimeoutPolicy, TurnTaker, TurnTimings
 from edge.vad import SileroVad, VadConfig, speech_onset
 from shared.audio import PROCESSING_RATE, Samples
+from shared.errors import ConfigError
 
 
 class PassThrough:
@@ -28,15 +29,22 @@ def end_of_turn_policy(s: EdgeSettings) -> EndOfTurnPolicy:
     return DetectorPolicy()
 
 
+def echo_canceller(s: EdgeSettings) -> EchoCanceller:
+    """The echo canceller ``s.aec`` names."""
+    from edge.aec import EchoSettings, create_echo_canceller
+
+    if s.aec == "off":
+        raise ConfigError("echo cancellation is off (setting aec = \"off\")")
+    return create_echo_canceller(EchoSettings(kind=s.aec, delay_ms=s.aec_delay_ms,
+                                              max_delay_ms=s.aec_max_delay_ms))
+
+
 def build_stages(s: EdgeSettings, *, echo_cancelling: bool = True) -> EdgeStages:
     """The real stages: livekit/numpy AEC, silero VAD, sherpa-onnx ASR, prosody, policy."""
-    from edge.aec import EchoSettings, create_echo_canceller
     from edge.asr import load_recognizer
     from edge.prosody import ProsodyMeter
 
-    aec = (create_echo_canceller(EchoSettings(kind=s.aec, delay_ms=s.aec_delay_ms,
-                                              max_delay_ms=s.aec_max_delay_ms))
-           if echo_cancelling and s.aec != "off" else PassThrough())
+    aec = echo_canceller(s) if echo_cancelling and s.aec != "off" else PassThrough()
     vad_config = VadConfig(threshold=s.vad_threshold, min_speech_s=s.vad_min_speech_s,
                            min_silence_s=s.vad_min_silence_s, quiet_db=s.vad_quiet_db)
     vad = SileroVad(vad_config)
