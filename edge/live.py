@@ -30,7 +30,9 @@ async def run_live(settings: EdgeSettings, input_device: str | int | None,
     device = SoundDeviceDuplex(input_device, output_device)
     stages = build_stages(settings)
     memory = settings.echo_memory_file()
-    recall_echo_path(stages.aec, memory)
+    if not recall_echo_path(stages.aec, memory) and memory is not None and not memory.exists():
+        log.warning("no echo path kept in %s yet: the echo is learned from the first reply "
+                    "('parley edge calibrate' learns it beforehand)", memory)
     uplink = await ResilientUplink.open(settings.cloud_url, settings.token)
     agent = EdgeAgent(device, stages, link=uplink)
     keeper = None if memory is None else asyncio.create_task(_keep_echo_path(stages.aec, memory))

@@ -84,7 +84,7 @@ def test_a_silent_speaker_keeps_nothing_and_says_what_to_check(tmp_path: Path) -
     assert not keep.exists()
 
 
-def test_a_quiet_room_is_measured_over_the_lead_in() -> None:
+def test_the_sound_is_quiet_then_noise_at_the_level_asked_then_quiet() -> None:
     sound = calibration_sound(3.0, -24.0)
     assert np.all(sound[:8000] == 0) and np.all(sound[-8000:] == 0)
     rms = float(np.sqrt(np.mean(np.square(sound[8000 + 800: -8000 - 800]))))
