@@ -4,7 +4,7 @@ From a cold start the echo canceller learns the room from the agent's first repl
 talks over that reply meets a filter that has hardly begun, and loses words (see "Echo
 cancellation" in the README). After a restart it starts from the echo path it kept
 (:mod:`edge.aec.memory`). Calibrating gives the very first start that too: the speaker plays a
-few seconds of pink noise (every frequency at once, nothing the filter can fit wrongly), the
+few seconds of pink noise (every frequency at once, unlike speech's sustained harmonics), the
 canceller learns the path from it, and the path is kept where ``parley edge run`` looks for it
 (setting ``aec_memory``). It is an ordinary kept path: the live run still makes it prove
 itself on the room's echo before relying on it, and drops it if the room changed.
@@ -48,7 +48,7 @@ class Calibration:
     above the room's own noise, and how much of it the canceller removed over the noise's
     last ``JUDGE_S`` (clean output, comfort noise included)."""
 
-    delay_ms: float | None
+    delay_ms: float
     heard_db: float
     cancelled_db: float
 
@@ -108,12 +108,15 @@ async def calibrate(device: DuplexDevice, canceller: EchoCanceller, sound: Sampl
             f"the calibration noise was hardly heard (its echo {heard_db:.0f} dB above the "
             f"room's noise, {MIN_HEARD_DB:.0f} needed): is the speaker on, the volume up, and "
             "the input the microphone next to it? Nothing was kept")
-    path = canceller.echo_path()
-    if path is None or not stats.delay_estimated:
+    if stats.delay_ms is None or not stats.delay_estimated:
         raise CalibrationError(
             "the echo canceller found no speaker -> microphone delay in the calibration "
             "noise (a delay beyond aec_max_delay_ms, or a speaker and microphone on separate "
             "devices that drop audio?): nothing was kept")
+    path = canceller.echo_path()
+    if path is None:  # the delay was found too late to learn from enough of the noise
+        raise CalibrationError("the calibration noise was too short to learn the room from: "
+                               "play it longer (--seconds). Nothing was kept")
     save_echo_path(path, keep)
     return Calibration(delay_ms=stats.delay_ms, heard_db=heard_db, cancelled_db=cancelled_db)
 

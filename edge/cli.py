@@ -74,7 +74,7 @@ def calibrate(
     echo_memory: Annotated[str | None, typer.Option(
         help="Where to keep the learned echo path: a file, or 'auto' (the default: "
              "$XDG_STATE_HOME/parley/echo-path.npz, where 'parley edge run' looks).")] = None,
-    seconds: Annotated[float, typer.Option(min=3.0, max=30.0,
+    seconds: Annotated[float, typer.Option(min=4.0, max=30.0,
                                            help="How long the noise plays.")] = SECONDS,
     level_db: Annotated[float, typer.Option(max=-6.0, help="Its level, dBFS RMS (about the "
                                             "level of the agent's voice).")] = LEVEL_DB,
@@ -94,8 +94,7 @@ def calibrate(
     canceller = echo_canceller(settings)
     device = SoundDeviceDuplex(_device_id(input_device), _device_id(output_device))
     found = asyncio.run(learn(device, canceller, calibration_sound(seconds, level_db), keep))
-    delay = "?" if found.delay_ms is None else f"{found.delay_ms:.0f} ms"
-    typer.echo(f"kept the echo path in {keep}: delay {delay}, the noise's echo "
+    typer.echo(f"kept the echo path in {keep}: delay {found.delay_ms:.0f} ms, the noise's echo "
                f"{found.heard_db:.0f} dB above the room's noise, {found.cancelled_db:.0f} dB "
                f"of it cancelled over its last {JUDGE_S:.0f} s")
 
