@@ -10,8 +10,9 @@ canceller learns the path from it, and the path is kept where ``parley edge run`
 itself on the room's echo before relying on it, and drops it if the room changed.
 
 The check is what a user would notice: the noise must be heard (its echo well above the
-room's own noise, measured over a quiet lead-in) and cancelled; otherwise nothing is kept and
-the one-line error says what to look at.
+room's own noise, measured over a quiet lead-in) and cancelled (another sound in the room, or
+a distorting speaker, leaves much of it); otherwise nothing is kept and the one-line error
+says what to look at.
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ FADE_S = 0.05
 JUDGE_S = 2.0  # the echo left is measured over the noise's last seconds
 SECONDS = 6.0  # how long the noise plays, by default
 LEVEL_DB = -24.0  # its level, dBFS RMS: about the agent's voice
-# The noise's echo must stand this far above the room's own noise to learn a path from it.
+# The noise's echo must stand this far above the room's own noise to learn a path from it,
+# and the canceller must take this much of it away over the last seconds (the test rooms:
+# 26-40 dB over the 60 bench rooms): less means another sound in the room, or a speaker distorting.
 MIN_HEARD_DB = 15.0
+MIN_CANCELLED_DB = 12.0
 
 
 class CalibrationError(ParleyError):
@@ -113,6 +117,11 @@ async def calibrate(device: DuplexDevice, canceller: EchoCanceller, sound: Sampl
             "the echo canceller found no speaker -> microphone delay in the calibration "
             "noise (a delay beyond aec_max_delay_ms, or a speaker and microphone on separate "
             "devices that drop audio?): nothing was kept")
+    if cancelled_db < MIN_CANCELLED_DB:
+        raise CalibrationError(
+            f"the calibration noise's echo was heard but only {cancelled_db:.0f} dB of it "
+            f"could be cancelled ({MIN_CANCELLED_DB:.0f} needed): was something else making "
+            "sound, or is the speaker distorting (turn the volume down)? Nothing was kept")
     path = canceller.echo_path()
     if path is None:  # the delay was found too late to learn from enough of the noise
         raise CalibrationError("the calibration noise was too short to learn the room from: "

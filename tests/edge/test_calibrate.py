@@ -84,6 +84,21 @@ def test_a_silent_speaker_keeps_nothing_and_says_what_to_check(tmp_path: Path) -
     assert not keep.exists()
 
 
+def test_another_sound_during_calibration_keeps_nothing_and_says_so(tmp_path: Path) -> None:
+    # Someone runs a vacuum cleaner (loud noise the speaker did not play) once the
+    # calibration noise has started: the echo is heard, but what is left is not echo.
+    room = scene(0).room
+    keep = tmp_path / "path.npz"
+    sound = calibration_sound(6.0, -24.0)
+    device = room_device(room, sound.size / 16000)
+    other = np.random.default_rng(5).standard_normal(sound.size) * 10 ** (-30 / 20)
+    device.mic = (device.mic + np.where(np.arange(sound.size) > 16000, other, 0.0)).astype(
+        np.float32)
+    with pytest.raises(CalibrationError, match=r"heard but only .* something else"):
+        asyncio.run(calibrate(device, NumpyEchoCanceller(EchoSettings()), sound, keep))
+    assert not keep.exists()
+
+
 def test_the_shortest_noise_the_command_allows_is_enough_and_shorter_is_refused(
         tmp_path: Path) -> None:
     room = scene(0).room
