@@ -36,8 +36,8 @@ JUDGE_S = 2.0  # the echo left is measured over the noise's last seconds
 SECONDS = 6.0  # how long the noise plays, by default
 LEVEL_DB = -24.0  # its level, dBFS RMS: about the agent's voice
 # The noise's echo must stand this far above the room's own noise to learn a path from it,
-# and the canceller must take this much of it away over the last seconds (the test rooms:
-# 26-40 dB over the 60 bench rooms): less means another sound in the room, or a speaker distorting.
+# and the canceller must take this much of it away over the last seconds (26-40 dB in the 60
+# bench rooms): less means another sound in the room, or a speaker distorting.
 MIN_HEARD_DB = 15.0
 MIN_CANCELLED_DB = 12.0
 
