@@ -78,7 +78,8 @@ async def calibrate(device: DuplexDevice, canceller: EchoCanceller, sound: Sampl
     with ``canceller`` (a fresh one), and write the learned path to ``keep``.
 
     Raises :class:`CalibrationError` (nothing written) when the sound's echo was not heard
-    clearly above the room's noise or the canceller learned no path from it.
+    clearly above the room's noise, was heard but not cancelled, or the canceller learned no
+    path from it (no delay found, or too little of the sound after it).
     """
     lead = int(LEAD_IN_S * PROCESSING_RATE)
     noise_end = sound.size - int(SETTLE_S * PROCESSING_RATE)
