@@ -24,9 +24,10 @@ import numpy as np
 from scipy import signal
 
 from edge.aec import EchoCanceller
+from edge.aec.erle import erle_db
 from edge.aec.memory import save_echo_path
 from edge.audio_io import FRAME, DuplexDevice
-from shared.audio import PROCESSING_RATE, Samples
+from shared.audio import PROCESSING_RATE, Samples, rms_db
 from shared.errors import ParleyError
 
 LEAD_IN_S = 0.5  # quiet before the noise: the room's own level
@@ -103,10 +104,8 @@ async def calibrate(device: DuplexDevice, canceller: EchoCanceller, sound: Sampl
         mic[at: at + size] = frame.mic[:size]
         clean[at: at + size] = out.clean[:size]
     lat = canceller.latency_samples
-    room = _power(mic[:lead])
-    heard_db = _db(_power(mic[judged:noise_end]) / room) if room > 0 else float("inf")
-    cancelled_db = _db(_power(mic[judged:noise_end])
-                       / max(_power(clean[judged + lat: noise_end + lat]), 1e-20))
+    heard_db = rms_db(mic[judged:noise_end]) - rms_db(mic[:lead])
+    cancelled_db = erle_db(mic[judged:noise_end], clean[judged + lat: noise_end + lat])
     stats = canceller.stats
     if heard_db < MIN_HEARD_DB:
         raise CalibrationError(
@@ -129,11 +128,3 @@ async def calibrate(device: DuplexDevice, canceller: EchoCanceller, sound: Sampl
                                "play it longer (--seconds). Nothing was kept")
     save_echo_path(path, keep)
     return Calibration(delay_ms=stats.delay_ms, heard_db=heard_db, cancelled_db=cancelled_db)
-
-
-def _power(x: Samples) -> float:
-    return float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
-
-
-def _db(ratio: float) -> float:
-    return float(10 * np.log10(max(ratio, 1e-20)))
