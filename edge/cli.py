@@ -15,6 +15,11 @@ from shared.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True, help="The edge agent: live, or offline over files.")
 
+# Options several commands take.
+InputDevice = Annotated[str | None, typer.Option(help="Input device name or index.")]
+OutputDevice = Annotated[str | None, typer.Option(help="Output device name or index.")]
+ConfigFile = Annotated[Path | None, typer.Option(help="Edge settings (TOML).")]
+
 
 @app.command()
 def process(
@@ -22,7 +27,7 @@ def process(
     far: Annotated[Path | None, typer.Option(help="What the speaker played meanwhile.")] = None,
     clean_out: Annotated[Path | None, typer.Option(help="Write the echo-cancelled mic here.")]
     = None,
-    config: Annotated[Path | None, typer.Option(help="Edge settings (TOML).")] = None,
+    config: ConfigFile = None,
     echo_memory: Annotated[Path | None, typer.Option(
         help="Start the echo canceller from the echo path kept in this file (if it is there) "
              "and keep what it learned there afterwards.")] = None,
@@ -49,10 +54,9 @@ def run(
     cloud: Annotated[str, typer.Option(help="The cloud tier's URL.")] = "",
     token: Annotated[str, typer.Option(help="Device token (parley cloud token).",
                                        envvar="PARLEY_EDGE_TOKEN")] = "",
-    input_device: Annotated[str | None, typer.Option(help="Input device name or index.")] = None,
-    output_device: Annotated[str | None, typer.Option(help="Output device name or index.")]
-    = None,
-    config: Annotated[Path | None, typer.Option(help="Edge settings (TOML).")] = None,
+    input_device: InputDevice = None,
+    output_device: OutputDevice = None,
+    config: ConfigFile = None,
     echo_memory: Annotated[str | None, typer.Option(
         help="Where the learned echo path is kept across restarts: a file, 'auto' "
              "($XDG_STATE_HOME/parley/echo-path.npz) or 'off'.")] = None,
@@ -67,10 +71,9 @@ def run(
 
 @app.command()
 def calibrate(
-    input_device: Annotated[str | None, typer.Option(help="Input device name or index.")] = None,
-    output_device: Annotated[str | None, typer.Option(help="Output device name or index.")]
-    = None,
-    config: Annotated[Path | None, typer.Option(help="Edge settings (TOML).")] = None,
+    input_device: InputDevice = None,
+    output_device: OutputDevice = None,
+    config: ConfigFile = None,
     echo_memory: Annotated[str | None, typer.Option(
         help="Where to keep the learned echo path: a file, or 'auto' (the default: "
              "$XDG_STATE_HOME/parley/echo-path.npz, where 'parley edge run' looks).")] = None,
