@@ -157,12 +157,18 @@ class KalmanEchoFilter:
         """Take ``other``'s coefficients (same shape), keeping this filter's uncertainty."""
         self._w = other._w.copy()
 
-    def process(self, mic: np.ndarray, spectra: np.ndarray, power: np.ndarray) -> FilterOutput:
-        """Cancel one frame; ``spectra``/``power`` come from :meth:`FarEndSpectra.window`."""
-        n = self.frame
+    def predict(self, mic: np.ndarray, spectra: np.ndarray) -> FilterOutput:
+        """Cancel one frame with the echo path as it stands, learning nothing from it."""
         self.echo_spectrum = np.sum(self._w * spectra, axis=0)
-        echo = np.fft.irfft(self.echo_spectrum)[n:]
-        err = mic - echo
+        echo = np.fft.irfft(self.echo_spectrum)[self.frame:]
+        return FilterOutput(error=mic - echo, echo=echo)
+
+    def process(self, mic: np.ndarray, spectra: np.ndarray, power: np.ndarray) -> FilterOutput:
+        """Cancel one frame and learn from it; ``spectra``/``power`` come from
+        :meth:`FarEndSpectra.window`."""
+        n = self.frame
+        out = self.predict(mic, spectra)
+        err = out.error
         e = np.fft.rfft(np.concatenate([np.zeros(n), err]))
         e_power = self.error_power = e.real**2 + e.imag**2
         # Expected residual echo power in the error spectrum: half of sum(P |X|^2), because
@@ -178,4 +184,4 @@ class KalmanEchoFilter:
         self._p = a * a * (1 - 0.5 * gain * power) * self._p + (1 - a * a) * (
             self._w.real**2 + self._w.imag**2)
         self.residual_power = predicted
-        return FilterOutput(error=err, echo=echo)
+        return out
