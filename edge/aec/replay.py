@@ -12,8 +12,8 @@ recognizer's copy of that stretch cancelled again, from the raw mic and far end,
 
 It costs a pass of the canceller over the stretch (~0.7 ms per 10 ms frame here) in the
 recognizer's thread, and only where it can help: for speech that started before the
-canceller settled (3 s of far end after a cold start; never once a remembered path took
-over) and overlapped the far end. ``parley bench aec`` reports what it gives as ``aec``
+canceller settled (3 s of far end after a cold start, or when a remembered path took over)
+and overlapped the far end. ``parley bench aec`` reports what it gives as ``aec``
 (``aec_streamed``: without it); the README has the figures.
 
 The same cold filter hides the start of such speech from the VAD, which runs on the live
@@ -21,7 +21,11 @@ clean output: it finds the user up to a second late, in pieces. So, given ``find
 pipeline's is :func:`edge.vad.speech_onset` with a VAD of its own), a replay also looks up to
 ``ONSET_S`` before the stretch: where the replayed clean signal shows that the speech the live
 VAD heard begin (``preroll`` into the stretch) began earlier, the recognizer gets the audio from
-there (and ``preroll`` before).
+there (and ``preroll`` before). So with ``find_onset`` speech the VAD heard begin up to
+``ONSET_S`` after the canceller settled is replayed too: a remembered path that takes over
+while the user talks (see :meth:`edge.aec.linear.LinearEchoStage.remember`) settles it in the
+middle of their words, and the VAD may hear them only after (on the bench's saved audio, room
+33's first sentence was heard 1.0 s after the takeover and lost without this).
 """
 
 from __future__ import annotations
@@ -70,11 +74,14 @@ class EchoReplay:
             not_before: int = 0) -> Callable[[], Stretch] | None:
         """What computes the recognizer's copy of ``[start, end)`` again (to run off the
         event loop), or None when the copy already streamed is as good: the canceller had
-        settled before ``start``, or no far end played in the stretch or the seconds before
-        it (or it is longer than ``LONGEST_S``). With ``find_onset``, the copy begins earlier
-        where the speech did (never before ``not_before``, e.g. the end of a turn already
-        answered). Jobs run one at a time (``find_onset`` may hold state)."""
-        if ((self._settled_at is not None and start >= self._settled_at)
+        settled before ``start`` (with ``find_onset``: ``ONSET_S`` before it), or no far end
+        played in the stretch or the seconds before it (or it is longer than ``LONGEST_S``).
+        With ``find_onset``, the copy begins earlier where the speech did (never before
+        ``not_before``, e.g. the end of a turn already answered). Jobs run one at a time
+        (``find_onset`` may hold state)."""
+        onset_s = 0.0 if self.find_onset is None else ONSET_S
+        if ((self._settled_at is not None
+             and start - int(onset_s * PROCESSING_RATE) >= self._settled_at)
                 or end - start > LONGEST_S * PROCESSING_RATE):
             return None
         lat = self.canceller.latency_samples

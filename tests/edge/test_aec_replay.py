@@ -137,6 +137,26 @@ def test_nothing_is_replayed_without_far_end_or_once_the_canceller_settled() -> 
     assert not canceller.settled and replay.job(end - FRAME * 100, end) is not None
 
 
+def test_speech_heard_just_after_the_canceller_settled_is_searched_for_its_onset() -> None:
+    # A remembered path that takes over while the user talks settles the canceller in the
+    # middle of their words, and the VAD may hear them begin only after. So with an onset
+    # search, speech heard within ONSET_S of settling is replayed (its onset looked for
+    # before); later speech is not.
+    far = scene("far_only", 0)
+    canceller = NumpyEchoCanceller(EchoSettings())
+    replay = EchoReplay(canceller, find_onset=lambda clean, heard_at: None)
+    settled_at = None
+    for i in range(0, far.mic.size // FRAME * FRAME, FRAME):
+        canceller.cancel(far.mic[i: i + FRAME], far.far[i: i + FRAME])
+        replay.push(far.mic[i: i + FRAME], far.far[i: i + FRAME])
+        if settled_at is None and canceller.settled:
+            settled_at = i + FRAME + canceller.latency_samples
+    assert settled_at is not None
+    second = PROCESSING_RATE
+    assert replay.job(settled_at + second, settled_at + 2 * second) is not None
+    assert replay.job(settled_at + 2 * second, settled_at + 3 * second) is None
+
+
 class _Listener:
     """A stand-in recognizer: the pipeline's own decodes, without Whisper's cost."""
 
