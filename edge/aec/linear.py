@@ -32,7 +32,7 @@ LOW_BAND_HZ = 200.0
 # of a frame and leaves the echo alone in others. On the bench's saved audio (60 rooms, each
 # with the path learned from `parley edge calibrate`'s noise in that room) the room's own path
 # proved itself in a median 0.70 s (at most 1.7 s) with the user talking from 0.3 s into the
-# reply, 0.51 s with the user from 1.5 s on (whole frames at -14 dB: 3.3 s and 0.8 s); its
+# reply, 0.51 s with the user from 1.5 s on (whole frames at -14 dB: 3.3 s and 1.1 s); its
 # share was 0.11-0.88. No other room's path, the own path 30 ms late, or a path learned by
 # the same device in another room (same delay and gain, other reflections) proved itself in
 # 5 s: their share stayed at most 0.05. It is judged from the first frame (a path that

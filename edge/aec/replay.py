@@ -22,7 +22,8 @@ pipeline's is :func:`edge.vad.speech_onset` with a VAD of its own), a replay als
 ``ONSET_S`` before the stretch: where the replayed clean signal shows that the speech the live
 VAD heard begin (``preroll`` into the stretch) began earlier, the recognizer gets the audio from
 there (and ``preroll`` before). So with ``find_onset`` speech the VAD heard begin up to
-``ONSET_S`` after the canceller settled is replayed too: a remembered path that takes over
+``ONSET_S`` after the canceller settled is replayed too (unless it was settled from the start,
+as over a recording whose room was learned first): a remembered path that takes over
 while the user talks (see :meth:`edge.aec.linear.LinearEchoStage.remember`) settles it in the
 middle of their words, and the VAD may hear them only after (on the bench's saved audio, room
 33's first sentence was heard 1.0 s after the takeover and lost without this).
@@ -60,6 +61,7 @@ class EchoReplay:
         self.find_onset, self.preroll = find_onset, preroll
         self._mic, self._far = AudioHistory(seconds), AudioHistory(seconds)
         self._settled_at: int | None = None
+        self._hid = False  # some audio went through the canceller before it settled
 
     def push(self, mic: Samples, far: Samples) -> None:
         """One frame as it went into the canceller (call after ``cancel``)."""
@@ -67,6 +69,7 @@ class EchoReplay:
         self._far.append(np.asarray(far, dtype=np.float32))
         if not self.canceller.settled:  # a cold start, or a reset
             self._settled_at = None
+            self._hid = True
         elif self._settled_at is None:
             self._settled_at = self._mic.end + self.canceller.latency_samples
 
@@ -74,12 +77,13 @@ class EchoReplay:
             not_before: int = 0) -> Callable[[], Stretch] | None:
         """What computes the recognizer's copy of ``[start, end)`` again (to run off the
         event loop), or None when the copy already streamed is as good: the canceller had
-        settled before ``start`` (with ``find_onset``: ``ONSET_S`` before it), or no far end
+        settled before ``start`` (with ``find_onset``, and audio that went through it
+        before it settled: ``ONSET_S`` before ``start``), or no far end
         played in the stretch or the seconds before it (or it is longer than ``LONGEST_S``).
         With ``find_onset``, the copy begins earlier where the speech did (never before
         ``not_before``, e.g. the end of a turn already answered). Jobs run one at a time
         (``find_onset`` may hold state)."""
-        onset_s = 0.0 if self.find_onset is None else ONSET_S
+        onset_s = ONSET_S if self.find_onset is not None and self._hid else 0.0
         if ((self._settled_at is not None
              and start - int(onset_s * PROCESSING_RATE) >= self._settled_at)
                 or end - start > LONGEST_S * PROCESSING_RATE):

@@ -155,6 +155,13 @@ def test_speech_heard_just_after_the_canceller_settled_is_searched_for_its_onset
     second = PROCESSING_RATE
     assert replay.job(settled_at + second, settled_at + 2 * second) is not None
     assert replay.job(settled_at + 2 * second, settled_at + 3 * second) is None
+    # A canceller settled before the first frame (a recording's room learned first) hid
+    # nothing: nothing is replayed.
+    learned = EchoReplay(canceller, find_onset=lambda clean, heard_at: None)
+    for i in range(0, 2 * PROCESSING_RATE, FRAME):
+        canceller.cancel(far.mic[i: i + FRAME], far.far[i: i + FRAME])
+        learned.push(far.mic[i: i + FRAME], far.far[i: i + FRAME])
+    assert learned.job(second, 2 * second) is None
 
 
 class _Listener:
