@@ -190,8 +190,11 @@ class LinearEchoStage:
         spectra, power = self._history.window(self.delay_frames, self.partitions)
         out = self._filter.process(mic, spectra, power)
         self._learned_frames += bool(power.any())
-        if self._candidate is not None:
-            self._try_remembered(mic, out.error)
+        if self._candidate is not None and self._try_remembered(mic, out.error):
+            # This frame's output and predicted residual come from the path taking over:
+            # the cold filter's residual with the remembered path's confidence leaked echo.
+            spectra, power = self._history.window(self.delay_frames, self.partitions)
+            out = self._filter.process(mic, spectra, power)
         self._low_band_echo = 0.5 * (self._low_weights @ power[:, : self._low_bins])
         if self._late is not None:
             self._late.update(self._filter.coefficient_power, power[-1])
@@ -218,19 +221,19 @@ class LinearEchoStage:
             return out
         return FilterOutput(error=mic, echo=np.zeros_like(mic))
 
-    def _try_remembered(self, mic: np.ndarray, main_error: np.ndarray) -> None:
+    def _try_remembered(self, mic: np.ndarray, main_error: np.ndarray) -> bool:
         """Predict this frame's echo with the remembered path (see :meth:`remember`), judge
-        it, and let it take over once it has proved itself."""
+        it, and let it take over once it has proved itself (True when it just did)."""
         candidate = self._candidate
         assert candidate is not None
         spectra, power = self._history.window(candidate.delay_frames, self.partitions)
         if not power.any():
-            return  # no far end in its window: nothing to prove (and no cost)
+            return False  # no far end in its window: nothing to prove (and no cost)
         out = candidate.filter.predict(mic, spectra)
         verdict = candidate.judge(mic, out, float(np.dot(main_error, main_error)),
                                   may_drop=self._delay_known())
         if verdict is None:
-            return
+            return False
         self.remembered = "taken over" if verdict else "dropped"
         if verdict:
             self._filter = candidate.filter
@@ -241,6 +244,7 @@ class LinearEchoStage:
             if self._aligned is None:  # proved at the remembered delay, before the estimate
                 self._aligned = float(candidate.echo.delay_samples)
         self._candidate = None
+        return verdict
 
     def _follow(self, delay_samples: int | None, slid: bool = False) -> None:
         """Re-align on a new delay estimate.
