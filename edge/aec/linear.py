@@ -239,10 +239,10 @@ class LinearEchoStage:
             self._filter = candidate.filter
             self.delay_frames = candidate.delay_frames
             self._learned_frames = _SETTLED_FRAMES
+            if self._estimator is None or self._aligned is None:  # (before the estimate)
+                self._aligned = float(candidate.echo.delay_samples)  # proved where it was
             if self._estimator is None:
                 self.delay_samples = candidate.echo.delay_samples
-            if self._aligned is None:  # proved at the remembered delay, before the estimate
-                self._aligned = float(candidate.echo.delay_samples)
         self._candidate = None
         return verdict
 
