@@ -144,9 +144,7 @@ def test_a_filter_started_from_a_kept_path_goes_on_as_the_one_that_learned_it(se
     filtered([learner], noise, room.apply(noise.astype(np.float32)).astype(np.float64))
     restarted = ShadowedEchoFilter(FRAME_SAMPLES, 24)
     restarted.load(learner.coefficients, learner.uncertainty)
-    s = fresh_call("edge.room:build_scene", "double_talk", seed, None,
-                   SceneLevels(near_start_s=0.5))
-    assert isinstance(s, Scene)
+    s = early_talker(seed)
     echo, user = room.apply(s.far).astype(np.float64), (s.near + s.noise).astype(np.float64)
     went_on, started = filtered([learner, restarted], s.far.astype(np.float64), echo + user)
     m = s.double_talk
