@@ -68,9 +68,9 @@ def test_serve_answers_an_edge_and_stops_cleanly_on_ctrl_c(cloud_models: None) -
     try:
         assert proc.stdout is not None
         url, seen = f"http://127.0.0.1:{port}", []
-        while len(seen) < 20 and (not seen or url not in seen[-1]):  # printed once it is up
-            seen.append(proc.stdout.readline())  # (Ray may print a warning of its own first)
-            if not seen[-1]:
+        for _ in range(20):  # printed once it is up (Ray may print a warning of its own first)
+            seen.append(proc.stdout.readline())
+            if not seen[-1] or url in seen[-1]:
                 break
         assert url in seen[-1], seen
         audio = asyncio.run(one_turn(f"http://127.0.0.1:{port}"))
