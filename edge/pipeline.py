@@ -3,7 +3,7 @@
 Every 10 ms the duplex device gives one mic frame and the speaker frame played meanwhile:
 
     mic -> aec (far-end reference = the speaker frame) -> vad -> turn-taking
-        -> asr (on the aec's gentler copy of the same frames; worker thread; partials while
+        -> asr (on the aec's unsuppressed copy of the same frames; worker thread; partials while
            speaking, a speculative final at each pause, started when the level first falls;
            a final over speech from before the aec settled is cancelled again first)
         -> prosody -> end-of-turn policy -> uplink (transcript.final / cancel / barge_in)

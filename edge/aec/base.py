@@ -46,16 +46,16 @@ class EchoSettings:
     ``nearend_suppression``) for a few frames so the user's words are not notched; None
     always suppresses hard.
     ``nearend_suppression``: while the user dominates, the share of the predicted residual
-    echo the suppressor removes (the prediction is ~7 dB above what is left once the filter
-    has converged: all of it notched the user's words, none let the echo into them).
+    echo the suppressor removes (chosen when the prediction ran ~7 dB above what is left
+    once the filter had converged: all of it notched the user's words, none let the echo
+    into them; with the filter's transition at 0.99999 it runs ~4 dB under).
     ``echo_coherence_threshold``: the suppressor also counts as echo the share of its input
     that moves with the linear echo estimate (coherence above this, echo the filter
     mis-modelled while believing it had converged); None turns that off.
     ``asr_suppression`` / ``asr_floor_db``: how the recognizer's copy of the output is
-    suppressed outside the near-end mode (over-estimation factor, deepest cut), gentler than
-    ``suppression`` / ``suppression_floor_db`` so the user's words over the agent's voice
-    keep their shape; None gives the recognizer the clean output (see
-    :mod:`edge.aec.suppressor`).
+    suppressed (over-estimation factor, deepest cut); 0, the default, gives it the linear
+    stage's output untouched so the user's words over the agent's voice keep their shape;
+    None gives the recognizer the clean output (see :mod:`edge.aec.suppressor`).
     ``late_reverb``: the clean output also suppresses the echo a long room keeps ringing
     after the linear filter's window, continuing the decay the filter has learned (see
     :mod:`edge.aec.reverb`; the recognizer's copy does not).
@@ -81,7 +81,7 @@ class EchoSettings:
     nearend_dominance_db: float | None = 6.0
     nearend_suppression: float = 0.3
     echo_coherence_threshold: float | None = 0.35
-    asr_suppression: float | None = 0.5
+    asr_suppression: float | None = 0.0
     asr_floor_db: float = -20.0
     late_reverb: bool = True
     shadow_filter: bool = True
@@ -95,9 +95,9 @@ class Cancelled:
     """One frame out of the canceller, two ways (same timeline, same latency).
 
     ``clean``: no echo left that the VAD or a recognizer would take for speech; for the VAD,
-    barge-in and the echo-cancelled recording. ``for_asr``: suppressed more gently, so the
-    user's words talking over the agent keep their shape (a faint echo may remain under them);
-    decode it only where the VAD found speech on ``clean``.
+    barge-in and the echo-cancelled recording. ``for_asr``: by default the linear stage's output,
+    not suppressed, so the user's words talking over the agent keep their shape (a faint echo
+    remains under them); decode it only where the VAD found speech on ``clean``.
     """
 
     clean: Samples

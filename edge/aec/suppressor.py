@@ -21,8 +21,9 @@ the predicted echo, its leak and the background noise explain, in this frame or 
 last ``hold_frames``), the margins go (no leak, and only ``nearend_overestimate`` of the
 predicted residual is removed): they are what keeps the echo down when the far end plays
 alone, and during double talk they notched the user's voice, which cost whisper words. Once
-the filter has converged its prediction is a median ~7 dB above the echo actually left
-(speech band, 10 rooms), so removing all of it still notched the user's weaker bins. On
+the filter had converged its prediction was a median ~7 dB above the echo actually left
+(speech band, 10 rooms; Kalman transition 0.9995, ~4 dB under since 0.99999), so removing
+all of it still notched the user's weaker bins. On
 the same audio of 60 rooms, removing 0.3 of it took the converged double-talk WER from 0.30
 to 0.27 (0.21 with no echo at all; 90 % interval of the change -0.058 to +0.003), the cold
 start's 0.31 to 0.32 (noise), and left the ERLE as it was. With the low-band assumption of
@@ -38,15 +39,18 @@ room to ~25.7 dB (low-band assumption off): left alone.
 
 Two outputs. ``clean`` is suppressed as above: the VAD, barge-in and ``--clean-out`` get it,
 and on it the agent's voice leaves nothing the VAD or whisper takes for speech. The
-recognizer's copy (``recognizer_overestimate``, ``recognizer_floor_db``) removes only 0.5
-of the predicted echo outside the near-end mode and never cuts a bin by more than 20 dB:
-whisper decodes only what the VAD found on ``clean`` (the user talking), and there the
-notches in the user's voice cost more words than a faint echo under it. Paired on the same
-audio (numpy chain, 90 % bootstrap of the change in pooled WER): rooms 0-29, cold start
-0.336 -> 0.314 [-0.064, +0.021], converged 0.276 -> 0.241 [-0.064, -0.006]; rooms 60-89,
-0.343 -> 0.306 [-0.079, +0.009] and 0.260 -> 0.249 [-0.042, +0.019] (the user alone:
-0.23 / 0.20). On the far end alone that copy still holds words whisper finds (~4 per
-room): it must never be decoded without the VAD on ``clean``.
+recognizer's copy is by default the linear stage's output itself, one frame late like
+``clean`` (``recognizer_overestimate`` 0): whisper decodes only what the VAD found on
+``clean`` (the user talking), and there any gain on the user's voice cost more words than
+the residual echo left by a linear filter that holds the room still (Kalman transition
+0.99999, :mod:`edge.aec.filter`). On the saved audio of 60 rooms, calibrated live agent,
+pooled WER: users 0.3 s into the reply 0.265 -> 0.216, users 1.5-4 s in 0.267 -> 0.225
+(the user alone: 0.214 / 0.210); each change alone did nothing beyond whisper's scatter
+(suppression off at transition 0.9995: 0.267 / 0.279; transition 0.99999 with suppression:
+0.264 / 0.254). ``recognizer_overestimate`` > 0 removes that share of the predicted
+residual in either mode, never cutting a bin by more than ``recognizer_floor_db``. On the
+far end alone the copy holds words whisper finds: it must never be decoded without the
+VAD on ``clean``.
 
 The linear stage also predicts the echo a long room keeps ringing after its window (late
 reverberation, :mod:`edge.aec.reverb`): the near-end test counts it as echo, and the clean
@@ -106,7 +110,7 @@ class ResidualEchoSuppressor:
                  nearend_leak: float = 0.0, hold_frames: int = 15,
                  coherence_smoothing: float = 0.9,
                  coherence_threshold: float | None = 0.35,
-                 recognizer_overestimate: float | None = 0.5,
+                 recognizer_overestimate: float | None = 0.0,
                  recognizer_floor_db: float = -20.0) -> None:
         self.frame = frame
         self._noise = NoiseFloor(frame + 1)
@@ -178,9 +182,8 @@ class ResidualEchoSuppressor:
         clean, self._overlap = self._synthesize(spectrum, self.gain, noise, phase, self._overlap)
         recognizer = clean
         if self._recognizer_overestimate is not None:
-            if not self.nearend_dominant:
-                overestimate = self._recognizer_overestimate
-            gain = np.maximum(self._recognizer_floor, 1.0 - overestimate * share)
+            gain = np.maximum(self._recognizer_floor,
+                              1.0 - self._recognizer_overestimate * share)
             recognizer, self._recognizer_overlap = self._synthesize(
                 spectrum, gain, noise, phase, self._recognizer_overlap)
         self._last_in, self._last_echo, self._last_residual = error, echo, residual_power

@@ -1,10 +1,10 @@
 """Speech over the first reply, cancelled again for the recognizer (edge/aec/replay.py).
 
 A user who talks over the agent 0.3 s into its first reply after a cold start meets a
-filter that has hardly begun to learn the room: the copy streamed for the recognizer loses
-a good part of their words to the suppressor. Decoded at the end of their speech, the same
-stretch cancelled again with what the canceller has learned by then keeps them, and is what
-the recognizer hears. Once the canceller has settled nothing is replayed, and a replay never
+filter that has hardly begun to learn the room: the copy streamed for the recognizer holds
+much of the echo under their words. Decoded at the end of their speech, the same stretch
+cancelled again with what the canceller has learned by then holds less, and is what the
+recognizer hears. Once the canceller has settled nothing is replayed, and a replay never
 changes the canceller it copies.
 """
 
@@ -22,7 +22,7 @@ import pytest
 
 from edge.aec import EchoCanceller, EchoSettings
 from edge.aec.base import cancel_recording
-from edge.aec.erle import near_end_loss
+from edge.aec.erle import erle_db, near_end_loss
 from edge.aec.evaluate import decode_scene, spoken, utterance_spans
 from edge.aec.linear import NumpyEchoCanceller
 from edge.aec.livekit_apm import LivekitEchoCanceller
@@ -74,8 +74,10 @@ def whisper(built_models: None) -> SpeechRecognizer:
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 def test_an_early_talkers_words_reach_the_recognizer(impl: str, whisper: SpeechRecognizer) -> None:
     # Rooms 0, 1 and 4, the user's first sentence. Streamed from a cold start, the
-    # recognizer's copy loses 12-19 % of the speech frames by more than 10 dB; cancelled
-    # again at the end of the sentence, under 1 %.
+    # recognizer's copy (the linear stage's output) holds the echo the filter has not
+    # learned yet: whisper made 22-24 word errors over the three. Cancelled again at the end
+    # of the sentence with what the filter learned meanwhile: 7. The user's voice is not cut
+    # either way.
     errors = {"streamed": 0, "replayed": 0}
     for seed in (0, 1, 4):
         s = early_talker(seed)
@@ -83,12 +85,11 @@ def test_an_early_talkers_words_reach_the_recognizer(impl: str, whisper: SpeechR
         a, b = utterance_spans(s)[0]
         assert heard[0].size == b - a
         copies = {"streamed": whole.for_asr[a:b], "replayed": heard[0]}
-        eaten = {k: near_end_loss(x, s.near[a:b], s.double_talk[a:b]).eaten
-                 for k, x in copies.items()}
-        assert eaten["streamed"] >= 0.1 and eaten["replayed"] <= 0.02, (seed, eaten)
+        eaten = near_end_loss(heard[0], s.near[a:b], s.double_talk[a:b]).eaten
+        assert eaten <= 0.02, (seed, eaten)
         for k, x in copies.items():
             errors[k] += word_errors(s.near_texts[0], spoken(whisper.transcribe(x).text))[0]
-    assert errors["replayed"] < errors["streamed"], errors
+    assert errors["replayed"] <= errors["streamed"] / 2, errors
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
@@ -188,8 +189,8 @@ class _Agent(EdgeAgent):
 def test_the_pipeline_decodes_an_early_talkers_turn_from_the_replay() -> None:
     # The agent's loop over the early talker of room 1 (real AEC and VAD): the first final
     # decode that holds the user's whole first sentence hears it cancelled again, with less
-    # of the user cut away than in the copy streamed for it (17 % of the frames by more
-    # than 10 dB). A device whose settings turn the replay off hears the stream.
+    # echo under the user's words than the copy streamed for it (13 dB under the mic's
+    # echo, against 4). A device whose settings turn the replay off hears the stream.
     s = early_talker(1)
     heard = {}
     for replay in (True, False):
@@ -203,12 +204,13 @@ def test_the_pipeline_decodes_an_early_talkers_turn_from_the_replay() -> None:
         lat = stages.aec.latency_samples
         near, talk = s.near[h.start - lat: action.upto - lat], s.double_talk[
             h.start - lat: action.upto - lat]
-        heard[replay] = near_end_loss(audio, near, talk).eaten
-        if replay:
-            assert near_end_loss(streamed, near, talk).eaten >= 0.1
-        else:
+        echo = s.echo[h.start - lat: action.upto - lat]
+        noise = s.noise[h.start - lat: action.upto - lat]
+        # How far under the mic's echo the echo in what was decoded lies, over double talk.
+        heard[replay] = erle_db(echo, audio - near - noise, talk)
+        if not replay:
             assert np.array_equal(audio, streamed)
-    assert heard[True] <= 0.05 and heard[True] < heard[False] / 2, heard
+    assert heard[True] >= heard[False] + 6.0, heard
 
 
 @pytest.mark.usefixtures("built_models")
