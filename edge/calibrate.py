@@ -37,8 +37,11 @@ JUDGE_S = 2.0  # the echo left is measured over the noise's last seconds
 SECONDS = 6.0  # how long the noise plays, by default
 LEVEL_DB = -24.0  # its level, dBFS RMS: about the agent's voice
 # The noise's echo must stand this far above the room's own noise to learn a path from it,
-# and the canceller must take this much of it away over the last seconds (26-40 dB in the 60
-# bench rooms): less means another sound in the room, or a speaker distorting.
+# and the learned path must take this much of it away over the last seconds (the linear
+# stage's output, 22-34 dB in the 60 bench rooms; with white noise 30 dB under the noise from
+# the second second on, 3-5 dB): less means another sound in the room, or a speaker
+# distorting. Judged before the suppressor, which would hide a path not learned: it removes
+# what the filter is unsure of, another sound included (17-20 dB "cancelled" with that noise).
 MIN_HEARD_DB = 15.0
 MIN_CANCELLED_DB = 12.0
 
@@ -50,8 +53,8 @@ class CalibrationError(ParleyError):
 @dataclass(frozen=True, slots=True)
 class Calibration:
     """What a calibration learned: the speaker -> mic delay, how far the noise's echo stood
-    above the room's own noise, and how much of it the canceller removed over the noise's
-    last ``JUDGE_S`` (clean output, comfort noise included)."""
+    above the room's own noise, and how much of it the learned path removed over the noise's
+    last ``JUDGE_S`` (the recognizer's copy: the linear stage's output, no suppression)."""
 
     delay_ms: float
     heard_db: float
@@ -76,7 +79,8 @@ def calibration_sound(seconds: float = SECONDS, level_db: float = LEVEL_DB,
 async def calibrate(device: DuplexDevice, canceller: EchoCanceller, sound: Samples,
                     keep: Path) -> Calibration:
     """Play ``sound`` (from :func:`calibration_sound`) through ``device``, learn its echo
-    with ``canceller`` (a fresh one), and write the learned path to ``keep``.
+    with ``canceller`` (a fresh one, its recognizer's copy the linear stage's output as by
+    default), and write the learned path to ``keep``.
 
     Raises :class:`CalibrationError` (nothing written) when the sound's echo was not heard
     clearly above the room's noise, was heard but not cancelled, or the canceller learned no
@@ -86,7 +90,7 @@ async def calibrate(device: DuplexDevice, canceller: EchoCanceller, sound: Sampl
     noise_end = sound.size - int(SETTLE_S * PROCESSING_RATE)
     judged = max(lead, noise_end - int(JUDGE_S * PROCESSING_RATE))
     mic = np.zeros(sound.size, dtype=np.float32)
-    clean = np.zeros(sound.size, dtype=np.float32)
+    linear = np.zeros(sound.size, dtype=np.float32)
 
     def speaker(n: int, at: int) -> Samples:
         out = np.zeros(n, dtype=np.float32)
@@ -102,10 +106,10 @@ async def calibrate(device: DuplexDevice, canceller: EchoCanceller, sound: Sampl
         out = canceller.cancel(frame.mic, frame.speaker)
         size = min(FRAME, sound.size - at)
         mic[at: at + size] = frame.mic[:size]
-        clean[at: at + size] = out.clean[:size]
+        linear[at: at + size] = out.for_asr[:size]
     lat = canceller.latency_samples
     heard_db = rms_db(mic[judged:noise_end]) - rms_db(mic[:lead])
-    cancelled_db = erle_db(mic[judged:noise_end], clean[judged + lat: noise_end + lat])
+    cancelled_db = erle_db(mic[judged:noise_end], linear[judged + lat: noise_end + lat])
     stats = canceller.stats
     if heard_db < MIN_HEARD_DB:
         raise CalibrationError(

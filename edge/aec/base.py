@@ -48,7 +48,8 @@ class EchoSettings:
     ``nearend_suppression``: while the user dominates, the share of the predicted residual
     echo the suppressor removes (chosen when the prediction ran ~7 dB above what is left
     once the filter had converged: all of it notched the user's words, none let the echo
-    into them; with the filter's transition at 0.99999 it runs ~4 dB under).
+    into them; with the filter's transition at 0.99999 it runs ~4 dB under, and the linear
+    stage scales it by 12 once settled: ``PREDICTION_SCALE`` in :mod:`edge.aec.linear`).
     ``echo_coherence_threshold``: the suppressor also counts as echo the share of its input
     that moves with the linear echo estimate (coherence above this, echo the filter
     mis-modelled while believing it had converged); None turns that off.

@@ -44,7 +44,7 @@ recognizer's copy is by default the linear stage's output itself, one frame late
 ``clean`` (the user talking), and there any gain on the user's voice cost more words than
 the residual echo left by a linear filter that holds the room still (Kalman transition
 0.99999, :mod:`edge.aec.filter`). On the saved audio of 60 rooms, calibrated live agent,
-pooled WER: users 0.3 s into the reply 0.265 -> 0.216, users 1.5-4 s in 0.267 -> 0.225
+pooled WER: users 0.3 s into the reply 0.265 -> 0.217, users 1.5-4 s in 0.267 -> 0.222
 (the user alone: 0.214 / 0.210); each change alone did nothing beyond whisper's scatter
 (suppression off at transition 0.9995: 0.267 / 0.279; transition 0.99999 with suppression:
 0.264 / 0.254). ``recognizer_overestimate`` > 0 removes that share of the predicted
