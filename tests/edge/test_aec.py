@@ -85,6 +85,8 @@ def test_double_talk_keeps_the_users_voice(impl: str, seed: int) -> None:
     # Frames where the user is louder than the echo are (almost) never cut; the cut ones are
     # soft word endings under a louder echo the filter has not fully learned yet (measured:
     # eaten <= 0.13, eaten_dominant <= 0.03 over 6 rooms; WebRTC AEC3 alone: 0.30-0.47).
+    # With the suppressor's prediction scaled once the filter has settled (edge/aec/linear.py),
+    # rooms 0, 3, 4: eaten 0.03-0.09, eaten_dominant 0-0.04, median -0.8 to -2.1 dB.
     assert loss.median_db > -3.0 and loss.eaten < 0.25 and loss.eaten_dominant < 0.06, loss
 
 
