@@ -4,7 +4,8 @@ What a user notices: the agent's voice is removed from the microphone (ERLE >= 2
 agent-only part, from a cold start, several rooms), what is left does not look like speech to
 the VAD, the user's own voice passes untouched when the agent is silent and survives when
 both talk. Measured by ``parley bench aec --seeds 30`` (cold start): whole-part ERLE median
-~36-38 dB for both implementations, worst room 27-28 dB (rooms 0-29 and 30-59); the
+41-42 dB for both implementations, worst room 31.7-32.1 dB (rooms 0-29) and 27.5-27.8 dB
+(rooms 30-59; fourteenth session); the
 asserts here are on a few rooms, plus before/after checks of the suppressor's near-end and
 coherence terms and of the shadow filter, on rooms that show what each one is for.
 """
