@@ -234,13 +234,16 @@ def test_the_recognizers_copy_still_removes_most_of_the_echo(impl: str) -> None:
 HARD_ROOMS = (18, 30, 44)  # the worst of 60 rooms before the coherence term
 
 
+def _erle(impl: str, mic: np.ndarray, far: np.ndarray, mask: np.ndarray,
+          settings: EchoSettings = MEASURE) -> float:
+    """ERLE over ``mask`` of ``impl`` with ``settings``, from a cold start."""
+    return erle_db(mic, cancel_signal(IMPLEMENTATIONS[impl](settings), mic, far), mask)
+
+
 def _erle_off_on(impl: str, mic: np.ndarray, far: np.ndarray, mask: np.ndarray,
                  off: EchoSettings, on: EchoSettings = MEASURE) -> tuple[float, float]:
     """ERLE over ``mask`` with ``off``, and with ``on``."""
-    def erle(settings: EchoSettings) -> float:
-        return erle_db(mic, cancel_signal(IMPLEMENTATIONS[impl](settings), mic, far), mask)
-
-    return erle(off), erle(on)
+    return _erle(impl, mic, far, mask, off), _erle(impl, mic, far, mask, on)
 
 
 def _erle_without_and_with(impl: str, seeds: tuple[int, ...],
@@ -299,7 +302,7 @@ def _followed(impl: str, mic: np.ndarray, far: np.ndarray, mask: np.ndarray) -> 
     The linear stage is where the loss shows: left alone, the suppressor hides most of it
     from the chain's figure (it removes what the confused filter predicts it left, which in
     double talk would be the user's voice too)."""
-    on = erle_db(mic, cancel_signal(IMPLEMENTATIONS[impl](MEASURE), mic, far), mask)
+    on = _erle(impl, mic, far, mask)
     linear_off, linear_on = _erle_off_on(impl, mic, far, mask,
                                          replace(LINEAR_ONLY, track_drift=False),
                                          LINEAR_ONLY)
