@@ -60,6 +60,11 @@ class Calibration:
     heard_db: float
     cancelled_db: float
 
+    def summary(self) -> str:
+        return (f"delay {self.delay_ms:.0f} ms, the noise's echo {self.heard_db:.0f} dB above "
+                f"the room's noise, {self.cancelled_db:.0f} dB of it cancelled over its last "
+                f"{JUDGE_S:.0f} s")
+
 
 def calibration_sound(seconds: float = SECONDS, level_db: float = LEVEL_DB,
                       seed: int = 0) -> Samples:

@@ -60,12 +60,16 @@ def run(
     echo_memory: Annotated[str | None, typer.Option(
         help="Where the learned echo path is kept across restarts: a file, 'auto' "
              "($XDG_STATE_HOME/parley/echo-path.npz) or 'off'.")] = None,
+    calibrate_first: Annotated[bool | None, typer.Option(
+        "--calibrate-first/--no-calibrate-first",
+        help="With no echo path kept yet, learn the room first as 'parley edge calibrate' "
+             "does (6 s of noise; the default), or learn it from the first reply.")] = None,
 ) -> None:
     """Talk to the cloud tier through this machine's microphone and speaker."""
     from edge.live import run_live
 
     settings = load_settings(config, cloud_url=cloud or None, token=token or None,
-                             aec_memory=echo_memory)
+                             aec_memory=echo_memory, calibrate_first=calibrate_first)
     asyncio.run(run_live(settings, _device_id(input_device), _device_id(output_device)))
 
 
@@ -84,8 +88,8 @@ def calibrate(
 ) -> None:
     """Learn the room's echo before the first conversation: play a few seconds of noise
     through the speaker and keep the echo path where 'parley edge run' starts from."""
-    from edge.calibrate import JUDGE_S, calibration_sound
     from edge.calibrate import calibrate as learn
+    from edge.calibrate import calibration_sound
     from edge.factory import echo_canceller
     from edge.sounddevice_io import SoundDeviceDuplex
 
@@ -97,9 +101,7 @@ def calibrate(
     canceller = echo_canceller(settings)
     device = SoundDeviceDuplex(_device_id(input_device), _device_id(output_device))
     found = asyncio.run(learn(device, canceller, calibration_sound(seconds, level_db), keep))
-    typer.echo(f"kept the echo path in {keep}: delay {found.delay_ms:.0f} ms, the noise's echo "
-               f"{found.heard_db:.0f} dB above the room's noise, {found.cancelled_db:.0f} dB "
-               f"of it cancelled over its last {JUDGE_S:.0f} s")
+    typer.echo(f"kept the echo path in {keep}: {found.summary()}")
 
 
 def _device_id(value: str | None) -> str | int | None:

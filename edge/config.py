@@ -30,6 +30,11 @@ class EdgeSettings(BaseSettings):
     # file, "auto" ($XDG_STATE_HOME/parley/echo-path.npz) or "off". Offline runs use only
     # their --echo-memory option, so processing recordings never touches a device's file.
     aec_memory: str = "auto"
+    # A live start with no echo path kept yet (the device's first, or after a failed
+    # calibration) learns the room first, as `parley edge calibrate` does (6 s of noise
+    # through the speaker), so the user talking over the very first reply is heard as after
+    # a restart (edge/live.py). Off: the echo is learned from the first reply.
+    calibrate_first: bool = True
     # A final over speech from before the canceller settled (talking over the first seconds
     # of far end after a start) is cancelled again with what it learned since, and the VAD
     # looks again there for where the speech began (edge/aec/replay.py): a pass of the

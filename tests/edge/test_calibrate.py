@@ -23,6 +23,9 @@ from edge.aec.livekit_apm import LivekitEchoCanceller
 from edge.aec.memory import load_echo_path
 from edge.audio_io import FileDuplex
 from edge.calibrate import CalibrationError, calibrate, calibration_sound
+from edge.config import load_settings
+from edge.factory import echo_canceller
+from edge.live import start_echo_canceller
 from edge.room import EchoPath, RoomSpec, Scene
 from tests.fresh import fresh_scene
 
@@ -73,6 +76,61 @@ def test_after_calibrating_the_first_reply_keeps_the_users_voice(impl: str,
         before = near_end_loss(cold.clean, s.near, s.double_talk, echo=echo).eaten
         after = near_end_loss(warm.clean, s.near, s.double_talk, echo=echo).eaten
         assert after <= 0.02 and after <= before / 2, (seed, before, after)
+
+
+class Devices:
+    """Opens file devices in ``room`` for a live start, and keeps them."""
+
+    def __init__(self, room: RoomSpec | None) -> None:
+        self.room, self.opened = room, []
+
+    def __call__(self) -> FileDuplex:
+        self.opened.append(room_device(self.room, calibration_sound().size / 16000))
+        return self.opened[-1]
+
+
+def test_the_first_live_start_learns_the_room_first_and_later_ones_do_not(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    s = scene(0)
+    settings = load_settings(aec="numpy", aec_memory=str(tmp_path / "path.npz"))
+    devices = Devices(s.room)
+    canceller = echo_canceller(settings)
+    asyncio.run(start_echo_canceller(canceller, settings, devices))
+    # the speaker played the noise, the path was kept, and the canceller starts from it:
+    # over the first reply (the user talking over it) the kept path takes over
+    assert len(devices.opened) == 1
+    played = devices.opened[0].speaker_track
+    assert 20 * np.log10(np.sqrt(np.mean(np.square(played[8800:-8800])))) == pytest.approx(
+        -24.0, abs=0.5)
+    assert (tmp_path / "path.npz").exists()
+    assert "learned the room: delay" in caplog.text
+    cancel_recording(canceller, s.mic, s.far)
+    assert canceller.stats.remembered_path == "taken over"
+    # the next start: no noise, the kept path
+    again = echo_canceller(settings)
+    asyncio.run(start_echo_canceller(again, settings, devices))
+    assert len(devices.opened) == 1 and again.stats.remembered_path == "on probation"
+
+
+def test_a_first_live_start_whose_calibration_fails_says_why_and_goes_on_cold(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings(aec="numpy", aec_memory=str(tmp_path / "path.npz"))
+    canceller = echo_canceller(settings)
+    asyncio.run(start_echo_canceller(canceller, settings, Devices(None)))  # speaker silent
+    lines = [r.getMessage() for r in caplog.records if "hardly heard" in r.getMessage()]
+    assert len(lines) == 1 and "learned from the first reply instead" in lines[0]
+    assert canceller.stats.remembered_path == "none" and not (tmp_path / "path.npz").exists()
+
+
+def test_without_calibrate_first_a_live_start_plays_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings(aec="numpy", aec_memory=str(tmp_path / "path.npz"),
+                             calibrate_first=False)
+    devices = Devices(scene(0).room)
+    canceller = echo_canceller(settings)
+    asyncio.run(start_echo_canceller(canceller, settings, devices))
+    assert not devices.opened and canceller.stats.remembered_path == "none"
+    assert "learned from the first reply ('parley edge calibrate'" in caplog.text
 
 
 def test_a_silent_speaker_keeps_nothing_and_says_what_to_check(tmp_path: Path) -> None:
