@@ -181,7 +181,10 @@ class ResidualEchoSuppressor:
         phase = np.exp(2j * np.pi * self._rng.random(power.size))
         clean, self._overlap = self._synthesize(spectrum, self.gain, noise, phase, self._overlap)
         recognizer = clean
-        if self._recognizer_overestimate is not None:
+        if self._recognizer_overestimate == 0.0:
+            # unit gain: the windows overlap-add to one, so that is the frame before, as is
+            recognizer = np.array(self._last_in, dtype=np.float64)
+        elif self._recognizer_overestimate is not None:
             gain = np.maximum(self._recognizer_floor,
                               1.0 - self._recognizer_overestimate * share)
             recognizer, self._recognizer_overlap = self._synthesize(
