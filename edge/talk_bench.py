@@ -1,17 +1,17 @@
 """``parley bench talk``: the user talking over the agent, through the whole edge pipeline.
 
-For each room of ``parley bench aec`` (the same seeds, rooms and voices) the double-talk
-scene runs through what ``parley edge process --far`` runs — echo cancellation after a
-learning pass over the recording, VAD, turn-taking, speculative finals — and through what
-``--causal`` runs, as the live agent hears it from a cold start (replays included), the same
-again after ``parley edge calibrate`` in that room (the live agent starting from the echo path
-learned from the calibration noise), and the same user without the echo through what
-``parley edge process`` runs on the mic alone. The
-words of all segments of a file, joined, are scored against what the user said: the WER
-pooled over rooms with the echo (three ways) and without, and the 90 % paired bootstrap
-intervals of the differences (rooms resampled). ``--user-at`` moves the user's first words
-that far into the agent's reply (0.3: the early talker, before a cold canceller has learned
-the room).
+For each room of ``parley bench aec`` (the same seeds, rooms and voices) the double-talk scene
+runs through what ``parley edge process --far`` runs — echo cancellation after a learning pass
+over the recording, VAD, turn-taking, speculative finals — and through what ``--causal`` runs,
+as the live agent hears it from a cold start (replays included; what ``parley edge run
+--no-calibrate-first`` meets), the same again after ``parley edge calibrate`` in that room (the
+live agent starting from the echo path learned from the calibration noise: what ``parley edge
+run`` does on its first start, see :mod:`edge.live`), and the same user without the echo
+through what ``parley edge process`` runs on the mic alone. The words of all segments of a
+file, joined, are scored against what the user said: the WER pooled over rooms with the echo
+(three ways) and without, and the 90 % paired bootstrap intervals of the differences (rooms
+resampled). ``--user-at`` moves the user's first words that far into the agent's reply (0.3:
+the early talker, before a cold canceller has learned the room).
 """
 
 from __future__ import annotations
