@@ -338,7 +338,9 @@ def _decorated(cls: type) -> Any:
 
 
 def start_ray(num_cpus: int) -> None:
-    """A local Ray instance for the embedded tier (dashboard off, quiet)."""
+    """A local Ray instance for the embedded tier (dashboard off, quiet: Serve's progress
+    messages only when something goes wrong)."""
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     if not ray.is_initialized():
         ray.init(num_cpus=num_cpus, include_dashboard=False, namespace=VAULT_NAMESPACE,
                  log_to_driver=False, configure_logging=False)
