@@ -63,9 +63,10 @@ async def start_echo_canceller(canceller: object, settings: EdgeSettings,
     "The first start: calibrate"). A calibration that fails costs one log line and a cold
     start."""
     memory = settings.echo_memory_file()
-    if memory is None or recall_echo_path(canceller, memory):
+    if (memory is None or not isinstance(canceller, EchoCanceller)  # echo cancellation off
+            or recall_echo_path(canceller, memory)):
         return
-    if not settings.calibrate_first or not isinstance(canceller, EchoCanceller):
+    if not settings.calibrate_first:
         if not memory.exists():
             log.warning("no echo path kept in %s yet: the echo is learned from the first "
                         "reply ('parley edge calibrate' learns it beforehand)", memory)

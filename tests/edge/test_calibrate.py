@@ -24,7 +24,7 @@ from edge.aec.memory import load_echo_path
 from edge.audio_io import FileDuplex
 from edge.calibrate import CalibrationError, calibrate, calibration_sound
 from edge.config import load_settings
-from edge.factory import echo_canceller
+from edge.factory import PassThrough, echo_canceller
 from edge.live import start_echo_canceller
 from edge.room import EchoPath, RoomSpec, Scene
 from tests.fresh import fresh_scene
@@ -131,6 +131,11 @@ def test_without_calibrate_first_a_live_start_plays_nothing(
     asyncio.run(start_echo_canceller(canceller, settings, devices))
     assert not devices.opened and canceller.stats.remembered_path == "none"
     assert "learned from the first reply ('parley edge calibrate'" in caplog.text
+    # and with echo cancellation off there is nothing to learn and nothing to say
+    caplog.clear()
+    settings = load_settings(aec="off", aec_memory=str(tmp_path / "path.npz"))
+    asyncio.run(start_echo_canceller(PassThrough(), settings, devices))
+    assert not devices.opened and not caplog.records
 
 
 def test_a_silent_speaker_keeps_nothing_and_says_what_to_check(tmp_path: Path) -> None:
