@@ -27,7 +27,8 @@ def test_an_early_talker_is_heard_through_the_pipeline_and_scored_against_the_us
     # once heard "I lost a night while he was" from a cold start in this room.
     done = subprocess.run([sys.executable, "-m", "shared.cli", "bench", "talk", "--json",
                            "--seeds", "1", "--first-seed", "2", "--user-at", "0.3",
-                           "--far-voice", "espeak"], capture_output=True, text=True, check=False)
+                           "--far-voice", "espeak"], capture_output=True, text=True, check=False,
+                          timeout=900)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["rooms"] == 1 and report["user_at_s"] == 0.3
